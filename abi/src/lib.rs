@@ -1,0 +1,300 @@
+//! The binary contract between a rewritten libpython and the runtime library.
+//!
+//! The rewriter places one [`Descriptor`] at the start of the new RW segment
+//! (`.retrace.data`) of the rewritten libpython. The trampolines read and
+//! write its fields with RIP-relative addressing; the runtime finds it at
+//! start-up by scanning the loaded object's RW `PT_LOAD` segments for
+//! [`MAGIC`] (via `dl_iterate_phdr`), so the rewritten library needs no new
+//! dynamic symbols or relocations. All addresses stored here are link-time
+//! virtual addresses of the rewritten library; the runtime adds the load bias.
+//!
+//! This crate has no dependencies so that both sides (the emitter and the
+//! `cdylib` runtime) share exactly one definition.
+
+#![no_std]
+
+/// First eight bytes of the descriptor.
+pub const MAGIC: [u8; 8] = *b"RETRACE1";
+
+/// Bumped whenever the layout of [`Descriptor`] changes.
+pub const ABI_VERSION: u32 = 1;
+
+/// File name of the runtime library added as `DT_NEEDED`.
+pub const RUNTIME_SONAME: &str = "libretrace_rt.so";
+
+/// Name of the ELF section holding the trampolines.
+pub const TEXT_SECTION: &str = ".retrace.text";
+/// Name of the ELF section holding the descriptor and runtime state.
+pub const DATA_SECTION: &str = ".retrace.data";
+
+/// Maximum number of non-dispatch hooks a descriptor can describe.
+pub const MAX_HOOKS: usize = 64;
+
+/// How an eval-loop variable is held at handler entry (see `symbols::model::Location`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VarLocation {
+    /// [`LOC_NONE`], [`LOC_REG`] or [`LOC_STACK`].
+    pub kind: u32,
+    /// Register number (0 = rax … 15 = r15) or signed `rsp` offset.
+    pub value: i32,
+}
+
+pub const LOC_NONE: u32 = 0;
+pub const LOC_REG: u32 = 1;
+pub const LOC_STACK: u32 = 2;
+
+/// The eval-loop register layout at handler entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegisterLayout {
+    pub frame: VarLocation,
+    pub next_instr: VarLocation,
+    pub stack_pointer: VarLocation,
+    pub oparg: VarLocation,
+    pub opcode: VarLocation,
+    pub tstate: VarLocation,
+}
+
+/// Struct offsets the runtime needs; `u32::MAX` when the field does not exist in this version.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub frame_size: u32,
+    pub frame_code: u32,
+    pub frame_previous: u32,
+    pub frame_funcobj: u32,
+    /// 3.11/3.12 `prev_instr` (index − 1 semantics).
+    pub frame_prev_instr: u32,
+    /// 3.13+ `instr_ptr`.
+    pub frame_instr_ptr: u32,
+    pub frame_stacktop: u32,
+    pub frame_return_offset: u32,
+    pub frame_owner: u32,
+    pub frame_localsplus: u32,
+    pub tstate_interp: u32,
+    pub tstate_cframe: u32,
+    pub tstate_current_frame: u32,
+    pub tstate_thread_id: u32,
+    pub tstate_native_thread_id: u32,
+    pub cframe_current_frame: u32,
+    pub code_co_code_adaptive: u32,
+    pub reserved: [u32; 15],
+}
+
+pub const ABSENT: u32 = u32::MAX;
+
+impl Default for Offsets {
+    fn default() -> Self {
+        Offsets {
+            frame_size: ABSENT,
+            frame_code: ABSENT,
+            frame_previous: ABSENT,
+            frame_funcobj: ABSENT,
+            frame_prev_instr: ABSENT,
+            frame_instr_ptr: ABSENT,
+            frame_stacktop: ABSENT,
+            frame_return_offset: ABSENT,
+            frame_owner: ABSENT,
+            frame_localsplus: ABSENT,
+            tstate_interp: ABSENT,
+            tstate_cframe: ABSENT,
+            tstate_current_frame: ABSENT,
+            tstate_thread_id: ABSENT,
+            tstate_native_thread_id: ABSENT,
+            cframe_current_frame: ABSENT,
+            code_co_code_adaptive: ABSENT,
+            reserved: [ABSENT; 15],
+        }
+    }
+}
+
+/// What a non-dispatch hook observes (mirrors `symbols::model::HookKind`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    EvalEntry = 1,
+    StartFrame = 2,
+    ThrowEntry = 3,
+    EvalBreaker = 4,
+    CurrentFrameStore = 5,
+    FrameClearAndPop = 6,
+    ThreadStatePopFrame = 7,
+    FrameCopy = 8,
+}
+
+impl HookKind {
+    pub fn from_u32(v: u32) -> Option<HookKind> {
+        Some(match v {
+            1 => HookKind::EvalEntry,
+            2 => HookKind::StartFrame,
+            3 => HookKind::ThrowEntry,
+            4 => HookKind::EvalBreaker,
+            5 => HookKind::CurrentFrameStore,
+            6 => HookKind::FrameClearAndPop,
+            7 => HookKind::ThreadStatePopFrame,
+            8 => HookKind::FrameCopy,
+            _ => return None,
+        })
+    }
+}
+
+/// One hook of the rewritten library.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookInfo {
+    /// A [`HookKind`] value (0 = unused slot).
+    pub kind: u32,
+    /// For [`HookKind::CurrentFrameStore`]: register number holding the new frame.
+    pub arg: u32,
+    /// Link-time address of the hooked instruction.
+    pub address: u64,
+}
+
+/// The registers a trampoline saves before calling the runtime, in memory order
+/// (lowest address first). The runtime receives a pointer to this block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SavedRegisters {
+    pub rflags: u64,
+    /// Indexed by hardware register number; `gpr[4]` holds the `rsp` value of the
+    /// interrupted code (before the trampoline touched the stack).
+    pub gpr: [u64; 16],
+}
+
+/// Offset of the interrupted code's stack pointer relative to the saved block:
+/// trampolines skip the 128-byte red zone before saving.
+pub const RED_ZONE: u64 = 128;
+
+/// Flag bits in [`Descriptor::hooks_enabled`] (one per [`HookKind`] value).
+pub const fn hook_bit(kind: HookKind) -> u64 {
+    1u64 << (kind as u32)
+}
+
+/// The descriptor at the start of `.retrace.data`.
+///
+/// Fields marked *runtime* are written by the runtime at start-up; the
+/// trampolines read them on every dispatch, so they sit in the first cache line.
+#[repr(C, align(64))]
+pub struct Descriptor {
+    pub magic: [u8; 8],
+    pub abi_version: u32,
+    pub descriptor_size: u32,
+    /// *runtime*: non-zero makes every dispatch stub take its slow path.
+    pub slow_path: u64,
+    /// *runtime*: bit per [`HookKind`]; a hook trampoline calls the runtime only if its bit is set.
+    pub hooks_enabled: u64,
+    /// *runtime*: `extern "C" fn(*mut SavedRegisters, opcode: u64) -> u64`, called by the stub slow path.
+    pub rt_dispatch: u64,
+    /// *runtime*: `extern "C" fn(*mut SavedRegisters, hook_index: u64) -> u64`, called by hook trampolines.
+    pub rt_hook: u64,
+    /// *runtime*: interpreter-wide last thread state seen at a boundary (reserved for switch checks).
+    pub last_tstate: u64,
+    pub reserved_hot: [u64; 1],
+    /// Number of dispatches through each opcode's stub (incremented inline).
+    pub dispatch_counts: [u64; 256],
+    pub py_version_hex: u32,
+    pub hook_count: u32,
+    /// Link-time address of this descriptor (the runtime derives the load bias from it).
+    pub self_address: u64,
+    /// Link-time address of the original table target per opcode (0 when not redirected).
+    pub original_targets: [u64; 256],
+    pub registers: RegisterLayout,
+    pub offsets: Offsets,
+    pub opcode_caches: [u8; 256],
+    pub opcode_deopt: [u8; 256],
+    pub hooks: [HookInfo; MAX_HOOKS],
+    /// SHA-256 of the original input library.
+    pub input_sha256: [u8; 32],
+    /// Pads the descriptor to a whole number of cache lines (no uninitialised tail).
+    pub reserved_tail: [u8; 32],
+}
+
+impl Descriptor {
+    /// A zeroed descriptor with magic and sizes filled in.
+    pub fn new() -> Self {
+        Descriptor {
+            magic: MAGIC,
+            abi_version: ABI_VERSION,
+            descriptor_size: core::mem::size_of::<Descriptor>() as u32,
+            slow_path: 0,
+            hooks_enabled: 0,
+            rt_dispatch: 0,
+            rt_hook: 0,
+            last_tstate: 0,
+            reserved_hot: [0; 1],
+            dispatch_counts: [0; 256],
+            py_version_hex: 0,
+            hook_count: 0,
+            self_address: 0,
+            original_targets: [0; 256],
+            registers: RegisterLayout::default(),
+            offsets: Offsets::default(),
+            opcode_caches: [0; 256],
+            opcode_deopt: [0; 256],
+            hooks: [HookInfo::default(); MAX_HOOKS],
+            input_sha256: [0; 32],
+            reserved_tail: [0; 32],
+        }
+    }
+
+    /// The descriptor as raw bytes, for embedding in the output file.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: Descriptor is repr(C), contains only integers and arrays of
+        // integers, and every byte (padding included, see the layout test) is
+        // initialised because the struct is built from zeroed fields.
+        unsafe {
+            core::slice::from_raw_parts(
+                self as *const Descriptor as *const u8,
+                core::mem::size_of::<Descriptor>(),
+            )
+        }
+    }
+}
+
+impl Default for Descriptor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Byte offsets of the fields the trampolines address directly.
+pub mod field {
+    use super::Descriptor;
+    use core::mem::offset_of;
+    pub const SLOW_PATH: usize = offset_of!(Descriptor, slow_path);
+    pub const HOOKS_ENABLED: usize = offset_of!(Descriptor, hooks_enabled);
+    pub const RT_DISPATCH: usize = offset_of!(Descriptor, rt_dispatch);
+    pub const RT_HOOK: usize = offset_of!(Descriptor, rt_hook);
+    pub const LAST_TSTATE: usize = offset_of!(Descriptor, last_tstate);
+    pub const DISPATCH_COUNTS: usize = offset_of!(Descriptor, dispatch_counts);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn hot_fields_share_the_first_cache_line() {
+        assert!(field::LAST_TSTATE + 8 <= 64);
+        assert_eq!(field::DISPATCH_COUNTS, 64);
+    }
+
+    #[test]
+    fn layout_has_no_implicit_padding() {
+        // Every field is laid out back to back, so as_bytes() exposes no uninitialised bytes.
+        let end = offset_of!(Descriptor, reserved_tail) + 32;
+        assert_eq!(size_of::<Descriptor>(), end.next_multiple_of(64));
+        assert_eq!(end % 64, 0, "tail padding would be uninitialised");
+        assert_eq!(offset_of!(Descriptor, self_address) % 8, 0);
+        assert_eq!(size_of::<SavedRegisters>(), 17 * 8);
+    }
+
+    #[test]
+    fn magic_leads() {
+        let d = Descriptor::new();
+        assert_eq!(&d.as_bytes()[..8], b"RETRACE1");
+        assert_eq!(d.descriptor_size as usize, size_of::<Descriptor>());
+    }
+}
