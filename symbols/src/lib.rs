@@ -10,9 +10,16 @@
 //! * [`versions`]: every piece of per-CPython-version knowledge, in one place.
 //! * [`analyze`]: the orchestration producing a [`model::Analysis`].
 
+pub mod analyze;
+pub mod code;
+pub mod dwarf;
+pub mod elf;
 pub mod error;
 pub mod model;
 pub mod versions;
 
+pub use analyze::{
+    analyze_bytes, analyze_bytes_with, analyze_file, analyze_file_with, AnalyzeOptions,
+};
 pub use error::AnalysisError;
 pub use model::*;

@@ -1,0 +1,202 @@
+//! The process-wide runtime: the located descriptor, counters, side tables,
+//! and the two `extern "C"` entry points the trampolines call.
+//!
+//! Concurrency: trampolines call in with the GIL held, so calls are already
+//! serialised per interpreter. The side tables still sit behind a `Mutex`
+//! (always uncontended under the GIL, a few nanoseconds) so the code stays
+//! sound without relying on that, e.g. with 3.12 per-interpreter GILs. The
+//! counters are atomics so readers never take the lock. One table set serves
+//! the whole process for now; per-interpreter state (keyed by the
+//! interpreter of the thread state) is where this will grow.
+//!
+//! Re-entrancy: nothing here calls into Python while holding the lock, so a
+//! hook fired by code that Python runs (e.g. a finaliser during a dict
+//! allocation in `_retrace`) cannot deadlock.
+
+use crate::descriptor::LiveDescriptor;
+use crate::events::{self, ALL_KINDS};
+use crate::location::{LiveStack, Memory};
+use crate::tables::SideTables;
+use retrace_abi::{HookKind, SavedRegisters};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// Event counters, readable without the lock.
+pub struct Counters {
+    slow_path: [AtomicU64; 256],
+    /// Indexed by `HookKind as usize` (slot 0 unused).
+    hooks: [AtomicU64; 9],
+    /// Hook calls whose index or kind the descriptor does not describe.
+    invalid_hooks: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            slow_path: std::array::from_fn(|_| AtomicU64::new(0)),
+            hooks: std::array::from_fn(|_| AtomicU64::new(0)),
+            invalid_hooks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The runtime state for one located descriptor.
+pub struct Runtime {
+    descriptor: LiveDescriptor,
+    counters: Counters,
+    tables: Mutex<SideTables>,
+}
+
+impl Runtime {
+    pub fn new(descriptor: LiveDescriptor) -> Runtime {
+        Runtime {
+            descriptor,
+            counters: Counters::default(),
+            tables: Mutex::new(SideTables::default()),
+        }
+    }
+
+    pub fn descriptor(&self) -> &LiveDescriptor {
+        &self.descriptor
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SideTables> {
+        // A poisoned lock only means a panic elsewhere; the tables stay usable.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles `rt_dispatch(regs, opcode)`; returns 0 (no exception set).
+    pub fn dispatch(&self, regs: &SavedRegisters, opcode: u64, memory: &impl Memory) -> u64 {
+        if let Some(counter) = usize::try_from(opcode)
+            .ok()
+            .and_then(|i| self.counters.slow_path.get(i))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let layout = self.descriptor.info().layout;
+        events::on_dispatch(&mut self.lock(), &layout, regs, memory);
+        0
+    }
+
+    /// Handles `rt_hook(regs, index)`; returns 0.
+    pub fn hook(&self, regs: &SavedRegisters, index: u64, memory: &impl Memory) -> u64 {
+        let info = self.descriptor.info();
+        let hook = usize::try_from(index).ok().and_then(|i| info.hooks.get(i));
+        let Some((hook, kind)) = hook.and_then(|h| h.kind.map(|k| (h, k))) else {
+            self.counters.invalid_hooks.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        };
+        self.counters.hooks[kind as usize].fetch_add(1, Ordering::Relaxed);
+        events::on_hook(&mut self.lock(), &info.layout, hook, kind, regs, memory);
+        0
+    }
+
+    pub fn slow_path_counts(&self) -> [u64; 256] {
+        std::array::from_fn(|i| self.counters.slow_path[i].load(Ordering::Relaxed))
+    }
+
+    pub fn hook_counts(&self) -> [(HookKind, u64); 8] {
+        ALL_KINDS.map(|k| (k, self.counters.hooks[k as usize].load(Ordering::Relaxed)))
+    }
+
+    pub fn invalid_hook_calls(&self) -> u64 {
+        self.counters.invalid_hooks.load(Ordering::Relaxed)
+    }
+
+    /// Zeroes the inline dispatch counters and the slow-path counters.
+    pub fn reset_dispatch_counts(&self) {
+        self.descriptor.reset_dispatch_counts();
+        for c in &self.counters.slow_path {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn live_frames(&self) -> usize {
+        self.lock().frames.len()
+    }
+
+    pub fn known_threads(&self) -> usize {
+        self.lock().threads.len()
+    }
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Installs the process-wide runtime; `None` if one is already installed.
+pub fn install(runtime: Runtime) -> Option<&'static Runtime> {
+    RUNTIME.set(runtime).ok()?;
+    RUNTIME.get()
+}
+
+/// The process-wide runtime, if a descriptor was found.
+pub fn get() -> Option<&'static Runtime> {
+    RUNTIME.get()
+}
+
+/// Called by a dispatch stub's slow path with all registers saved.
+///
+/// Returns 0; non-zero will mean "an exception is set: go to the error label".
+pub extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
+    let Some(runtime) = get() else { return 0 };
+    // SAFETY: the trampoline passes a pointer to the register block it saved
+    // on its own stack, valid and unaliased for the duration of this call.
+    let Some(regs) = (unsafe { regs.as_ref() }) else {
+        return 0;
+    };
+    runtime.dispatch(regs, opcode, &LiveStack)
+}
+
+/// Called by a hook trampoline with all registers saved.
+pub extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
+    let Some(runtime) = get() else { return 0 };
+    // SAFETY: as for `rt_dispatch`.
+    let Some(regs) = (unsafe { regs.as_ref() }) else {
+        return 0;
+    };
+    runtime.hook(regs, index, &LiveStack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::Location;
+    use std::collections::HashMap;
+
+    struct FakeMemory(HashMap<u64, u64>);
+    impl Memory for FakeMemory {
+        fn read_u64(&self, address: u64) -> Option<u64> {
+            self.0.get(&address).copied()
+        }
+    }
+
+    #[test]
+    fn counts_and_tables_through_the_runtime() {
+        let descriptor = LiveDescriptor::standalone().expect("standalone");
+        let runtime = Runtime::new(descriptor);
+        // The standalone layout has no locations: counts still work.
+        assert_eq!(runtime.descriptor().info().layout.tstate, Location::Unavailable);
+        let regs = SavedRegisters::default();
+        let memory = FakeMemory(HashMap::new());
+        assert_eq!(runtime.dispatch(&regs, 100, &memory), 0);
+        assert_eq!(runtime.dispatch(&regs, 100, &memory), 0);
+        assert_eq!(runtime.dispatch(&regs, 300, &memory), 0);
+        assert_eq!(runtime.slow_path_counts()[100], 2);
+        assert_eq!(runtime.slow_path_counts().iter().sum::<u64>(), 2);
+        // The standalone descriptor describes no hooks: every index is invalid.
+        assert_eq!(runtime.hook(&regs, 0, &memory), 0);
+        assert_eq!(runtime.hook(&regs, u64::MAX, &memory), 0);
+        assert_eq!(runtime.invalid_hook_calls(), 2);
+        assert!(runtime.hook_counts().iter().all(|&(_, n)| n == 0));
+        runtime.reset_dispatch_counts();
+        assert_eq!(runtime.slow_path_counts(), [0; 256]);
+        assert_eq!((runtime.live_frames(), runtime.known_threads()), (0, 0));
+    }
+
+    #[test]
+    fn entry_points_without_runtime_or_registers_return_zero() {
+        // No runtime is installed in the unit-test process.
+        assert!(get().is_none());
+        assert_eq!(rt_dispatch(std::ptr::null_mut(), 1), 0);
+        assert_eq!(rt_hook(std::ptr::null_mut(), 1), 0);
+    }
+}

@@ -1,0 +1,83 @@
+//! The record an output folder keeps of what was rewritten (`retrace-manifest.json`).
+//!
+//! `rewriter verify DIR` re-checks an output against it, and against the
+//! original library when that is still present and unchanged.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::error::RewriteError;
+
+pub const FILE_NAME: &str = "retrace-manifest.json";
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Manifest {
+    pub tool: String,
+    pub tool_version: String,
+    pub input: InputRecord,
+    /// File name of the rewritten library inside `lib/`.
+    pub library: String,
+    pub output_sha256: String,
+    pub runtime: String,
+    pub launcher: String,
+    pub python: String,
+    pub text_vaddr: u64,
+    pub data_vaddr: u64,
+    pub stubs: Vec<StubRecord>,
+    pub hooks: Vec<HookRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct InputRecord {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub version: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StubRecord {
+    pub opcode: u8,
+    pub name: String,
+    pub slot: u64,
+    pub stub: u64,
+    pub handler: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct HookRecord {
+    pub kind: String,
+    pub what: String,
+    pub site: u64,
+    /// Original bytes at the site, lowercase hex.
+    pub original: String,
+    pub trampoline: u64,
+    pub displaced_address: u64,
+    pub displaced_len: usize,
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest, RewriteError> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| RewriteError::NotAnOutput(dir.display().to_string()))?;
+        serde_json::from_str(&text).map_err(|e| RewriteError::Manifest {
+            path: path.display().to_string(),
+            message: format!("unreadable manifest: {e}"),
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}

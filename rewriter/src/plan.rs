@@ -1,0 +1,119 @@
+//! Deciding what to redirect and what to hook, from the analysis alone.
+//!
+//! The plan is the list of table slots that get a dispatch stub (every real
+//! opcode) and the hook sites with the runtime hook kind and argument each
+//! one reports. It is computed before any address is known, so the same plan
+//! drives descriptor construction, code generation and verification.
+
+use retrace_abi::HookKind as RtHook;
+use symbols::{Analysis, FunctionRole, HookKind, HookSite, Location};
+
+/// One table slot to redirect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStub {
+    pub opcode: u8,
+    pub slot: u64,
+    pub handler: u64,
+    pub name: String,
+}
+
+/// One hook site to divert.
+#[derive(Clone, Debug)]
+pub struct PlannedHook {
+    pub site: HookSite,
+    pub kind: RtHook,
+    /// Register number the runtime reads (frame or new current frame), or 0.
+    pub arg: u32,
+    pub flags_live: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub stubs: Vec<PlannedStub>,
+    pub hooks: Vec<PlannedHook>,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the analysis found no opcode table")]
+    NoTable,
+    #[error("the analysis found no register layout")]
+    NoRegisters,
+    #[error("hook at {0:#x} ({1}) has no runtime counterpart")]
+    UnknownHook(u64, String),
+}
+
+fn frame_register(analysis: &Analysis) -> u32 {
+    match analysis.registers.as_ref().map(|r| r.frame) {
+        Some(Location::Reg(r)) => r.number() as u32,
+        _ => u32::MAX,
+    }
+}
+
+/// Build the plan for an instrumentable analysis.
+pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
+    let table = analysis.table.as_ref().ok_or(PlanError::NoTable)?;
+    if analysis.registers.is_none() {
+        return Err(PlanError::NoRegisters);
+    }
+    let stubs = table
+        .entries
+        .iter()
+        .filter(|e| e.kind.is_redirected())
+        .map(|e| PlannedStub {
+            opcode: e.opcode,
+            slot: e.slot,
+            handler: e.target,
+            name: e.name.clone(),
+        })
+        .collect();
+    let frame_reg = frame_register(analysis);
+    let mut hooks = Vec::new();
+    for site in &analysis.hooks {
+        let (kind, arg, flags_live) = match site.kind {
+            HookKind::EvalEntry => (RtHook::EvalEntry, 0, false),
+            HookKind::StartFrame => (RtHook::StartFrame, frame_reg, true),
+            HookKind::ThrowEntry => (RtHook::ThrowEntry, frame_reg, true),
+            HookKind::EvalBreaker => (RtHook::EvalBreaker, frame_reg, true),
+            HookKind::CurrentFrameStore => {
+                let value = analysis
+                    .frame_links
+                    .current_frame_stores
+                    .iter()
+                    .find(|s| s.address == site.point.address)
+                    .map(|s| s.value.number() as u32)
+                    .ok_or_else(|| PlanError::UnknownHook(site.point.address, site.what.clone()))?;
+                (RtHook::CurrentFrameStore, value, true)
+            }
+            HookKind::FunctionEntry => {
+                let role = analysis
+                    .frame_links
+                    .functions
+                    .iter()
+                    .find(|f| f.address == site.point.address)
+                    .map(|f| f.role);
+                let kind = match role {
+                    Some(FunctionRole::FrameClearAndPop) => RtHook::FrameClearAndPop,
+                    Some(FunctionRole::ThreadStatePopFrame) => RtHook::ThreadStatePopFrame,
+                    Some(FunctionRole::FrameCopy) => RtHook::FrameCopy,
+                    Some(FunctionRole::EvalFrameDefault) => RtHook::EvalEntry,
+                    _ => {
+                        return Err(PlanError::UnknownHook(
+                            site.point.address,
+                            site.what.clone(),
+                        ))
+                    }
+                };
+                (kind, 0, false)
+            }
+        };
+        hooks.push(PlannedHook {
+            site: site.clone(),
+            kind,
+            arg,
+            flags_live,
+        });
+    }
+    Ok(Plan { stubs, hooks })
+}

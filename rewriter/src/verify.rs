@@ -1,0 +1,314 @@
+//! Verifying a rewritten library before it is published (and again on demand).
+//!
+//! The checks re-parse the output from scratch and decode it with capstone:
+//!
+//! 1. the new sections exist where the manifest says, the data section starts
+//!    with the descriptor magic and `DT_NEEDED` names the runtime;
+//! 2. every redirected table slot's relocation points at its stub, and the
+//!    stub decodes to `add [counter],1; cmp [slow_path],0; jne; jmp handler`
+//!    with the counter and flag of the descriptor and the original handler;
+//! 3. every hook site decodes to `jmp trampoline` padded with `int3`, and the
+//!    trampoline's displaced copy decodes to the original instructions (RIP
+//!    targets resolved) followed by `jmp` back to the end of the site;
+//! 4. with the original library at hand: its bytes at every hook site are the
+//!    ones the analysis saw, every slot not redirected keeps its addend, and
+//!    the original `.text` is unchanged outside the patched sites.
+
+use object::read::elf::ElfFile64;
+use object::{Object, ObjectSection, RelocationFlags};
+use std::collections::HashMap;
+
+use crate::crosscheck::{CrossDecoder, Decoded};
+use crate::manifest::{unhex, Manifest};
+
+/// What a successful verification checked.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    pub stubs_checked: usize,
+    pub hooks_checked: usize,
+    pub slots_unchanged: usize,
+    pub text_bytes_compared: usize,
+    pub compared_with_original: bool,
+}
+
+struct Image<'a> {
+    file: ElfFile64<'a>,
+    relocs: HashMap<u64, (object::elf::RelocationType, i64)>,
+}
+
+impl<'a> Image<'a> {
+    fn parse(data: &'a [u8], what: &str) -> Result<Self, String> {
+        let file = ElfFile64::parse(data).map_err(|e| format!("{what}: cannot parse: {e}"))?;
+        let mut relocs = HashMap::new();
+        if let Some(iter) = file.dynamic_relocations() {
+            for (offset, r) in iter {
+                if let RelocationFlags::Elf { r_type } = r.flags() {
+                    relocs.insert(offset, (r_type, r.addend()));
+                }
+            }
+        }
+        Ok(Image { file, relocs })
+    }
+
+    fn bytes_at(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
+        for s in self.file.sections() {
+            let (start, size) = (s.address(), s.size());
+            if addr >= start && addr + len as u64 <= start + size {
+                let data = s.data().ok()?;
+                let off = (addr - start) as usize;
+                return data.get(off..off + len);
+            }
+        }
+        None
+    }
+
+    fn section(&self, name: &str) -> Option<object::read::elf::ElfSection64<'a, '_>> {
+        self.file.section_by_name(name)
+    }
+}
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, String> {
+    Err(msg.into())
+}
+
+/// Verify `output` against `manifest` (and `original`, if given and matching the manifest).
+pub fn verify(
+    output: &[u8],
+    manifest: &Manifest,
+    original: Option<&[u8]>,
+) -> Result<VerifyReport, String> {
+    let out = Image::parse(output, "rewritten library")?;
+    let orig = match original {
+        Some(o) => Some(Image::parse(o, "original library")?),
+        None => None,
+    };
+    let cs = CrossDecoder::new()?;
+    let mut report = VerifyReport {
+        compared_with_original: orig.is_some(),
+        ..Default::default()
+    };
+
+    // 1. Sections, descriptor, DT_NEEDED.
+    let text = out
+        .section(retrace_abi::TEXT_SECTION)
+        .ok_or("no .retrace.text section")?;
+    let data = out
+        .section(retrace_abi::DATA_SECTION)
+        .ok_or("no .retrace.data section")?;
+    if text.address() != manifest.text_vaddr || data.address() != manifest.data_vaddr {
+        return fail(format!(
+            "new sections at {:#x}/{:#x}, manifest says {:#x}/{:#x}",
+            text.address(),
+            data.address(),
+            manifest.text_vaddr,
+            manifest.data_vaddr
+        ));
+    }
+    let desc = out
+        .bytes_at(manifest.data_vaddr, 8)
+        .ok_or("descriptor not readable")?;
+    if desc != retrace_abi::MAGIC {
+        return fail("the data section does not start with the descriptor magic");
+    }
+    let needed = needed_libraries(output)?;
+    if !needed.iter().any(|n| n == retrace_abi::RUNTIME_SONAME) {
+        return fail(format!("DT_NEEDED lacks {}", retrace_abi::RUNTIME_SONAME));
+    }
+
+    // 2. Stubs.
+    let d = manifest.data_vaddr;
+    let counts = d + retrace_abi::field::DISPATCH_COUNTS as u64;
+    let slow = d + retrace_abi::field::SLOW_PATH as u64;
+    let mut redirected = std::collections::HashSet::new();
+    for s in &manifest.stubs {
+        redirected.insert(s.slot);
+        let (r_type, addend) = *out
+            .relocs
+            .get(&s.slot)
+            .ok_or_else(|| format!("no relocation for slot {:#x} (opcode {})", s.slot, s.opcode))?;
+        if r_type != object::elf::R_X86_64_RELATIVE || addend as u64 != s.stub {
+            return fail(format!(
+                "slot {:#x} (opcode {} {}) points at {addend:#x}, expected stub {:#x}",
+                s.slot, s.opcode, s.name, s.stub
+            ));
+        }
+        let bytes = out
+            .bytes_at(s.stub, 64)
+            .or_else(|| out.bytes_at(s.stub, 32))
+            .ok_or_else(|| format!("stub {:#x} not in the output", s.stub))?;
+        let insns = decode_prefix(&cs, bytes, s.stub, 4)?;
+        let expect_counter = counts + 8 * s.opcode as u64;
+        let ok = insns[0].mnemonic == "add"
+            && insns[0].rip_target == Some(expect_counter)
+            && insns[0].imm == Some(1)
+            && insns[1].mnemonic == "cmp"
+            && insns[1].rip_target == Some(slow)
+            && insns[1].imm == Some(0)
+            && insns[2].mnemonic == "jne"
+            && insns[3].mnemonic == "jmp"
+            && insns[3].imm == Some(s.handler as i64);
+        if !ok {
+            return fail(format!(
+                "stub of opcode {} at {:#x} does not decode as expected: {}",
+                s.opcode,
+                s.stub,
+                insns.iter().map(|i| i.normalised()).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if let Some(orig) = &orig {
+            match orig.relocs.get(&s.slot) {
+                Some((_, a)) if *a as u64 == s.handler => {}
+                other => {
+                    return fail(format!(
+                        "slot {:#x}: original handler {:?} differs from the recorded {:#x}",
+                        s.slot, other, s.handler
+                    ))
+                }
+            }
+        }
+        report.stubs_checked += 1;
+    }
+
+    // 3. Hooks.
+    let mut patched = Vec::new();
+    for h in &manifest.hooks {
+        let original_bytes =
+            unhex(&h.original).ok_or_else(|| format!("hook {:#x}: bad hex in manifest", h.site))?;
+        let len = original_bytes.len();
+        patched.push((h.site, len));
+        let site = out
+            .bytes_at(h.site, len)
+            .ok_or_else(|| format!("hook site {:#x} not in the output", h.site))?;
+        let jump = cs.decode(&site[..5], h.site)?;
+        if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(h.trampoline as i64) {
+            return fail(format!(
+                "hook site {:#x} ({}) does not jump to its trampoline {:#x}",
+                h.site, h.what, h.trampoline
+            ));
+        }
+        if site[5..].iter().any(|b| *b != 0xcc) {
+            return fail(format!("hook site {:#x}: padding is not int3", h.site));
+        }
+        let original_insns = cs.decode(&original_bytes, h.site)?;
+        let moved_bytes = out
+            .bytes_at(h.displaced_address, h.displaced_len + 5)
+            .ok_or_else(|| format!("trampoline of {:#x} not in the output", h.site))?;
+        let moved = cs.decode(&moved_bytes[..h.displaced_len], h.displaced_address)?;
+        let a: Vec<String> = original_insns.iter().map(Decoded::normalised).collect();
+        let b: Vec<String> = moved.iter().map(Decoded::normalised).collect();
+        if a != b {
+            return fail(format!(
+                "hook {:#x}: displaced instructions differ: original [{}], moved [{}]",
+                h.site,
+                a.join("; "),
+                b.join("; ")
+            ));
+        }
+        let back = cs.decode(&moved_bytes[h.displaced_len..], h.displaced_address + h.displaced_len as u64)?;
+        if back.len() != 1 || back[0].mnemonic != "jmp" || back[0].imm != Some((h.site + len as u64) as i64) {
+            return fail(format!(
+                "hook {:#x}: trampoline does not return to {:#x}",
+                h.site,
+                h.site + len as u64
+            ));
+        }
+        if let Some(orig) = &orig {
+            if orig.bytes_at(h.site, len) != Some(&original_bytes[..]) {
+                return fail(format!(
+                    "hook {:#x} ({}): the original library's bytes differ from what the analysis saw",
+                    h.site, h.what
+                ));
+            }
+        }
+        report.hooks_checked += 1;
+    }
+
+    // 4. Everything else unchanged.
+    if let Some(orig) = &orig {
+        for (slot, (r_type, addend)) in &orig.relocs {
+            if redirected.contains(slot) {
+                continue;
+            }
+            match out.relocs.get(slot) {
+                Some((t, a)) if t == r_type && a == addend => report.slots_unchanged += 1,
+                _ => {
+                    return fail(format!(
+                        "relocation at {slot:#x} changed but was not redirected"
+                    ))
+                }
+            }
+        }
+        let ot = orig.section(".text").ok_or("original has no .text")?;
+        let nt = out.section(".text").ok_or("output has no .text")?;
+        let (oa, od, nd) = (
+            ot.address(),
+            ot.data().map_err(|e| e.to_string())?,
+            nt.data().map_err(|e| e.to_string())?,
+        );
+        if nt.address() != oa || od.len() != nd.len() {
+            return fail(".text moved or changed size");
+        }
+        let mut masked = nd.to_vec();
+        for (site, len) in &patched {
+            if *site >= oa && site + *len as u64 <= oa + od.len() as u64 {
+                let off = (site - oa) as usize;
+                masked[off..off + len].copy_from_slice(&od[off..off + len]);
+            }
+        }
+        if masked != od {
+            let first = masked.iter().zip(od).position(|(a, b)| a != b).unwrap_or(0);
+            return fail(format!(
+                ".text differs from the original outside the hook sites (first at {:#x})",
+                oa + first as u64
+            ));
+        }
+        report.text_bytes_compared = od.len();
+    }
+    Ok(report)
+}
+
+/// Decode at least `n` instructions from the start of `bytes`.
+fn decode_prefix(cs: &CrossDecoder, bytes: &[u8], addr: u64, n: usize) -> Result<Vec<Decoded>, String> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while out.len() < n {
+        // Decode one instruction at a time (x86 instructions are at most 15 bytes).
+        let end = (off + 15).min(bytes.len());
+        let mut got = None;
+        for l in 1..=end - off {
+            if let Ok(v) = cs.decode(&bytes[off..off + l], addr + off as u64) {
+                if v.len() == 1 {
+                    got = v.into_iter().next();
+                    break;
+                }
+            }
+        }
+        let insn = got.ok_or_else(|| format!("undecodable code at {:#x}", addr + off as u64))?;
+        off += insn.len;
+        out.push(insn);
+    }
+    Ok(out)
+}
+
+fn needed_libraries(data: &[u8]) -> Result<Vec<String>, String> {
+    use object::read::elf::{Dyn, FileHeader, SectionHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    let sections = header.sections(endian, data).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (i, s) in sections.iter().enumerate() {
+        if let Some((dynamic, _)) = s.dynamic(endian, data).map_err(|e| e.to_string())? {
+            let strings = sections
+                .strings(endian, data, s.link(endian))
+                .map_err(|e| e.to_string())?;
+            for d in dynamic {
+                if d.d_tag(endian) == object::elf::DT_NEEDED {
+                    let name = d.string(endian, strings).map_err(|e| e.to_string())?;
+                    out.push(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+            let _ = i;
+        }
+    }
+    Ok(out)
+}

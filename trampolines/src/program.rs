@@ -1,0 +1,165 @@
+//! Assembling the whole new text section and reporting where everything is.
+
+use crate::common::emit_save_call_restore;
+use crate::dispatch::emit_stub;
+use crate::error::CodegenError;
+use crate::hooks::emit_hook;
+use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
+use retrace_abi::field;
+
+/// One opcode whose table slot will point at a stub.
+#[derive(Clone, Debug)]
+pub struct StubRequest {
+    pub opcode: u8,
+    /// The original handler (the slot's current relocation addend).
+    pub handler: u64,
+}
+
+/// One hook point to divert through a trampoline.
+#[derive(Clone, Debug)]
+pub struct HookRequest {
+    pub address: u64,
+    /// Original bytes of the whole instructions the 5-byte jump displaces.
+    pub displaced: Vec<u8>,
+    /// Bit of `Descriptor::hooks_enabled` that gates the runtime call.
+    pub enable_bit: u32,
+    /// Whether the flags may be live at the hook point (function entries: never).
+    /// When false the trampoline's gate test may clobber them.
+    pub flags_live: bool,
+}
+
+/// Everything code generation needs.
+pub struct ProgramInput<'a> {
+    /// Link-time address of the new text section.
+    pub text_vaddr: u64,
+    /// Link-time address of the descriptor (start of the new data section).
+    pub descriptor_vaddr: u64,
+    pub stubs: &'a [StubRequest],
+    pub hooks: &'a [HookRequest],
+    /// Whether the flags are live at any handler entry (from the liveness analysis).
+    pub flags_live_at_handlers: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stub {
+    pub opcode: u8,
+    pub address: u64,
+    pub handler: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookTrampoline {
+    pub index: u32,
+    pub site: u64,
+    pub site_len: usize,
+    pub address: u64,
+    pub displaced_address: u64,
+    pub displaced_len: usize,
+}
+
+/// The generated text section.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+    pub dispatch_common: u64,
+    pub hook_common: u64,
+    pub stubs: Vec<Stub>,
+    pub hooks: Vec<HookTrampoline>,
+}
+
+/// Generate the new text section for `input`.
+pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
+    if input.flags_live_at_handlers {
+        return Err(CodegenError::FlagsLive);
+    }
+    if input.hooks.len() > retrace_abi::MAX_HOOKS {
+        return Err(CodegenError::TooManyHooks(
+            input.hooks.len(),
+            retrace_abi::MAX_HOOKS,
+        ));
+    }
+    let base = input.text_vaddr;
+    let d = input.descriptor_vaddr as usize;
+    let mut a = VecAssembler::<X64Relocation>::new(base as usize);
+
+    let dispatch_common = a.new_dynamic_label();
+    let hook_common = a.new_dynamic_label();
+    let dispatch_common_at = a.offset().0;
+    dynasm!(a ; .arch x64 ; =>dispatch_common);
+    emit_save_call_restore(&mut a, d + field::RT_DISPATCH);
+    align16(&mut a);
+    let hook_common_at = a.offset().0;
+    dynasm!(a ; .arch x64 ; =>hook_common);
+    emit_save_call_restore(&mut a, d + field::RT_HOOK);
+
+    let mut stubs = Vec::with_capacity(input.stubs.len());
+    for req in input.stubs {
+        align16(&mut a);
+        let at = a.offset().0;
+        emit_stub(
+            &mut a,
+            req.opcode,
+            req.handler as usize,
+            d + field::DISPATCH_COUNTS + 8 * req.opcode as usize,
+            d + field::SLOW_PATH,
+            dispatch_common,
+        );
+        stubs.push(Stub {
+            opcode: req.opcode,
+            address: base + at as u64,
+            handler: req.handler,
+        });
+    }
+
+    let mut hooks = Vec::with_capacity(input.hooks.len());
+    for (i, req) in input.hooks.iter().enumerate() {
+        align16(&mut a);
+        let emitted = emit_hook(
+            &mut a,
+            base,
+            i as u32,
+            req.enable_bit,
+            req.flags_live,
+            req.address,
+            &req.displaced,
+            d + field::HOOKS_ENABLED,
+            hook_common,
+        )?;
+        hooks.push(HookTrampoline {
+            index: i as u32,
+            site: req.address,
+            site_len: req.displaced.len(),
+            address: base + emitted.start as u64,
+            displaced_address: base + emitted.displaced_start as u64,
+            displaced_len: emitted.displaced_len,
+        });
+    }
+
+    let bytes = a
+        .finalize()
+        .map_err(|e| CodegenError::Assembler(e.to_string()))?;
+    Ok(Program {
+        base,
+        bytes,
+        dispatch_common: base + dispatch_common_at as u64,
+        hook_common: base + hook_common_at as u64,
+        stubs,
+        hooks,
+    })
+}
+
+/// Pad with `int3` to a 16-byte boundary (nothing falls through into a stub).
+fn align16(a: &mut VecAssembler<X64Relocation>) {
+    while a.offset().0 % 16 != 0 {
+        a.push(0xcc);
+    }
+}
+
+impl Program {
+    /// The bytes of the text section at `address` (`len` bytes), if inside.
+    pub fn bytes_at(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let start = address.checked_sub(self.base)? as usize;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
+}

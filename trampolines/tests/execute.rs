@@ -1,0 +1,163 @@
+//! Runs generated stubs and hook trampolines for real, in this process.
+//!
+//! A page of "descriptor" data and the generated code are mapped next to each
+//! other at run-time addresses; the program is generated for exactly those
+//! addresses, so the test exercises the same bytes the rewriter would emit.
+
+use retrace_abi::{Descriptor, SavedRegisters};
+use std::sync::atomic::{AtomicU64, Ordering};
+use trampolines::{generate, HookRequest, ProgramInput, StubRequest};
+
+struct Mapping {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> Mapping {
+        // SAFETY: anonymous private mapping, checked for failure.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        Mapping {
+            base: base as *mut u8,
+            len,
+        }
+    }
+    fn addr(&self, off: usize) -> u64 {
+        self.base as u64 + off as u64
+    }
+    fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.len);
+        // SAFETY: in bounds of our writable mapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(off), bytes.len()) }
+    }
+    fn protect_exec(&self, off: usize, len: usize) {
+        // SAFETY: page-aligned sub-range of our mapping.
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.add(off) as *mut _,
+                len,
+                libc::PROT_READ | libc::PROT_EXEC,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    fn descriptor(&self) -> &mut Descriptor {
+        // SAFETY: offset 0 holds a Descriptor we wrote; page aligned.
+        unsafe { &mut *(self.base as *mut Descriptor) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.base as *mut _, self.len) };
+    }
+}
+
+static SEEN_OPCODE: AtomicU64 = AtomicU64::new(0);
+static SEEN_RBX: AtomicU64 = AtomicU64::new(0);
+static SEEN_RSP: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
+    // SAFETY: the trampoline passes a valid block.
+    let regs = unsafe { &mut *regs };
+    SEEN_OPCODE.store(opcode, Ordering::SeqCst);
+    SEEN_RBX.store(regs.gpr[3], Ordering::SeqCst);
+    SEEN_RSP.store(regs.gpr[4], Ordering::SeqCst);
+    // Change the argument register: the restore must pick it up.
+    regs.gpr[7] += 1;
+    0
+}
+
+static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
+extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
+    // SAFETY: valid block from the trampoline.
+    let regs = unsafe { &*regs };
+    assert_eq!(index, 0);
+    HOOK_CALLS.fetch_add(regs.gpr[7], Ordering::SeqCst);
+    0
+}
+
+#[test]
+fn stubs_count_and_slow_path_preserves_state() {
+    let map = Mapping::new(0x4000);
+    let text_off = 0x2000;
+    map.write(0, Descriptor::new().as_bytes());
+    // The "original code" of a hook: mov rax, rdi; add rax, 1; ret
+    let original_off = 0x1800;
+    let original = [0x48, 0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0xc3];
+    // The "handler": lea rax, [rdi + rdi*2]; ret (must be within rel32 reach of the stubs).
+    let handler_off = 0x1900;
+    map.write(handler_off, &[0x48, 0x8d, 0x04, 0x7f, 0xc3]);
+    let stubs = [StubRequest {
+        opcode: 200,
+        handler: map.addr(handler_off),
+    }];
+    let hooks = [HookRequest {
+        address: map.addr(original_off),
+        displaced: original[..7].to_vec(),
+        enable_bit: 3,
+        flags_live: true,
+    }];
+    let program = generate(&ProgramInput {
+        text_vaddr: map.addr(text_off),
+        descriptor_vaddr: map.addr(0),
+        stubs: &stubs,
+        hooks: &hooks,
+        flags_live_at_handlers: false,
+    })
+    .unwrap();
+    map.write(text_off, &program.bytes);
+    // Patch the original code: jmp hook_0; int3; int3
+    let rel = program.hooks[0].address as i64 - (map.addr(original_off) as i64 + 5);
+    let mut patch = vec![0xe9];
+    patch.extend_from_slice(&(rel as i32).to_le_bytes());
+    patch.extend_from_slice(&[0xcc, 0xcc, 0xc3]);
+    map.write(original_off, &patch);
+    map.descriptor().rt_dispatch = rt_dispatch as *const () as u64;
+    map.descriptor().rt_hook = rt_hook as *const () as u64;
+    map.protect_exec(0x1000, 0x3000);
+
+    // SAFETY: the stub jumps to `handler`, an extern "C" fn(u64) -> u64.
+    let stub: extern "C" fn(u64) -> u64 =
+        unsafe { std::mem::transmute(program.stubs[0].address as usize) };
+    assert_eq!(stub(5), 15);
+    assert_eq!(stub(7), 21);
+    assert_eq!(map.descriptor().dispatch_counts[200], 2);
+    assert_eq!(SEEN_OPCODE.load(Ordering::SeqCst), 0, "fast path must not call the runtime");
+
+    map.descriptor().slow_path = 1;
+    let rsp_before: u64;
+    // SAFETY: reads rsp only.
+    unsafe { std::arch::asm!("mov {}, rsp", out(reg) rsp_before) };
+    assert_eq!(stub(10), 33, "the runtime's change of rdi must be restored into the handler");
+    assert_eq!(SEEN_OPCODE.load(Ordering::SeqCst), 200);
+    let seen_rsp = SEEN_RSP.load(Ordering::SeqCst);
+    // The interrupted rsp is the stub's entry rsp: just below our frame.
+    assert!(seen_rsp < rsp_before && rsp_before - seen_rsp < 4096, "{seen_rsp:#x} vs {rsp_before:#x}");
+    assert_eq!(map.descriptor().dispatch_counts[200], 3);
+    let _ = SEEN_RBX.load(Ordering::SeqCst);
+
+    // Hook: disabled -> original semantics, no runtime call.
+    // SAFETY: the patched original code is an extern "C" fn(u64) -> u64.
+    let f: extern "C" fn(u64) -> u64 = unsafe { std::mem::transmute(map.addr(original_off) as usize) };
+    assert_eq!(f(41), 42);
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 0);
+    map.descriptor().hooks_enabled = 1 << 3;
+    assert_eq!(f(41), 42);
+    assert_eq!(f(1), 2);
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 42);
+    map.descriptor().hooks_enabled = 1 << 2; // another kind only
+    assert_eq!(f(100), 101);
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 42);
+}
