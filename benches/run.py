@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -290,21 +291,47 @@ def measure_callgrind(valgrind: str, interps: Dict[str, str], workloads: List[Wo
 # --------------------------------------------------------------------------
 
 
-def timed_run(interp: str, workload: Workload, what: str) -> Tuple[float, str]:
+def timed_run(interp: str, workload: Workload, what: str) -> Tuple[float, float, str]:
+    """Run once at the default size; return (wall s, child CPU s, checksum line).
+
+    CPU time (user + sys of the reaped child tree, from RUSAGE_CHILDREN) is
+    reported next to wall time because it is far less sensitive to other
+    load on the machine.  Wall runs are sequential, so the delta is exactly
+    this run's process tree.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = _run([interp, workload.path, str(workload.default)], what)
     elapsed = time.perf_counter() - start
-    return elapsed, checksum_line(out.stdout, what)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, checksum_line(out.stdout, what)
+
+
+def warn_if_loaded(log) -> None:
+    """Wall time is meaningless on a busy machine: say so up front."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    cpus = os.cpu_count() or 1
+    if load > max(0.5, cpus - 1.0):
+        log(
+            "warning: 1-minute load average %.2f on %d CPU(s): wall times will be noisy; "
+            "prefer the callgrind and CPU-time ratios" % (load, cpus)
+        )
 
 
 def measure_wall(interps: Dict[str, str], workloads: List[Workload], runs: int, log) -> Dict[str, dict]:
+    warn_if_loaded(log)
     table = {}
     for w in workloads:
         times: Dict[str, List[float]] = {role: [] for role in interps}
+        cpu: Dict[str, List[float]] = {role: [] for role in interps}
         outputs: Dict[str, str] = {}
         # One untimed warm-up pair (page cache, CPU frequency).
         for role, interp in interps.items():
-            _, outputs[role] = timed_run(interp, w, "warm-up %s %s" % (role, w.name))
+            _, _, outputs[role] = timed_run(interp, w, "warm-up %s %s" % (role, w.name))
         if outputs["vanilla"] != outputs["instrumented"]:
             raise BenchError(
                 "workload %s prints different results: vanilla %r vs instrumented %r"
@@ -313,12 +340,15 @@ def measure_wall(interps: Dict[str, str], workloads: List[Workload], runs: int, 
         for k in range(runs):
             order = ["vanilla", "instrumented"] if k % 2 == 0 else ["instrumented", "vanilla"]
             for role in order:
-                elapsed, line = timed_run(interps[role], w, "%s %s run %d" % (role, w.name, k))
+                elapsed, cpu_s, line = timed_run(interps[role], w, "%s %s run %d" % (role, w.name, k))
                 if line != outputs[role]:
                     raise BenchError("workload %s is not deterministic under %s: %r vs %r" % (w.name, role, line, outputs[role]))
                 times[role].append(elapsed)
+                cpu[role].append(cpu_s)
         v_med = statistics.median(times["vanilla"])
         i_med = statistics.median(times["instrumented"])
+        v_cpu = statistics.median(cpu["vanilla"])
+        i_cpu = statistics.median(cpu["instrumented"])
         table[w.name] = {
             "size": w.default,
             "vanilla_median_s": v_med,
@@ -326,8 +356,16 @@ def measure_wall(interps: Dict[str, str], workloads: List[Workload], runs: int, 
             "vanilla_s": times["vanilla"],
             "instrumented_s": times["instrumented"],
             "ratio": i_med / v_med,
+            "vanilla_cpu_median_s": v_cpu,
+            "instrumented_cpu_median_s": i_cpu,
+            "vanilla_cpu_s": cpu["vanilla"],
+            "instrumented_cpu_s": cpu["instrumented"],
+            "cpu_ratio": i_cpu / v_cpu if v_cpu > 0 else float("nan"),
         }
-        log("wall %-12s vanilla %.3fs instrumented %.3fs ratio %.3f" % (w.name, v_med, i_med, i_med / v_med))
+        log(
+            "wall %-12s vanilla %.3fs instrumented %.3fs ratio %.3f (cpu ratio %.3f)"
+            % (w.name, v_med, i_med, i_med / v_med, table[w.name]["cpu_ratio"])
+        )
     return table
 
 
@@ -355,17 +393,24 @@ def print_tables(workloads: List[Workload], cg: Optional[Dict[str, dict]], wall:
             )
         print("%-12s %14s %16s %16s %8.3f" % ("geomean", "", "", "", geomean([cg[w.name]["ratio"] for w in workloads])))
     if wall:
-        print("\nWall time (median of interleaved runs, default size)")
-        header = "%-12s %10s %12s %12s %8s" % ("workload", "size", "vanilla s", "instr s", "ratio")
+        print("\nWall time and CPU time (medians of interleaved runs, default size)")
+        header = "%-12s %10s %10s %10s %8s %10s %10s %8s" % (
+            "workload", "size", "vanilla s", "instr s", "ratio", "v cpu s", "i cpu s", "cpu rat",
+        )
         print(header)
         print("-" * len(header))
         for w in workloads:
             r = wall[w.name]
             print(
-                "%-12s %10d %12.4f %12.4f %8.3f"
-                % (w.name, r["size"], r["vanilla_median_s"], r["instrumented_median_s"], r["ratio"])
+                "%-12s %10d %10.4f %10.4f %8.3f %10.4f %10.4f %8.3f"
+                % (w.name, r["size"], r["vanilla_median_s"], r["instrumented_median_s"], r["ratio"],
+                   r["vanilla_cpu_median_s"], r["instrumented_cpu_median_s"], r["cpu_ratio"])
             )
-        print("%-12s %10s %12s %12s %8.3f" % ("geomean", "", "", "", geomean([wall[w.name]["ratio"] for w in workloads])))
+        print(
+            "%-12s %10s %10s %10s %8.3f %10s %10s %8.3f"
+            % ("geomean", "", "", "", geomean([wall[w.name]["ratio"] for w in workloads]), "", "",
+               geomean([wall[w.name]["cpu_ratio"] for w in workloads]))
+        )
 
 
 # --------------------------------------------------------------------------
@@ -463,6 +508,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print_tables(workloads, cg, wall)
     cg_geo = geomean([cg[w.name]["ratio"] for w in workloads]) if cg else None
     wall_geo = geomean([wall[w.name]["ratio"] for w in workloads]) if wall else None
+    cpu_geo = geomean([wall[w.name]["cpu_ratio"] for w in workloads]) if wall else None
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -474,6 +520,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "callgrind_geomean": cg_geo,
                     "wall": wall,
                     "wall_geomean": wall_geo,
+                    "cpu_geomean": cpu_geo,
                     "runs": args.runs,
                     "harness_time_s": timings,
                     "target": args.target,

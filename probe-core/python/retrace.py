@@ -9,5 +9,3 @@ binds the private builtin module ``_retrace``.
 import _retrace
 
 __all__ = []
-
-del _retrace

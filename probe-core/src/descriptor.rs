@@ -65,7 +65,10 @@ pub struct DescriptorInfo {
 
 impl DescriptorInfo {
     pub fn sha256_hex(&self) -> String {
-        self.input_sha256.iter().map(|b| format!("{b:02x}")).collect()
+        self.input_sha256
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -110,11 +113,11 @@ impl LiveDescriptor {
             return Err(DescriptorError::TooSmall { available, needed });
         }
         let align = align_of::<Descriptor>();
-        if address % align != 0 {
+        if !address.is_multiple_of(align) {
             return Err(DescriptorError::Misaligned { address, align });
         }
-        let ptr = NonNull::new(address as *mut Descriptor)
-            .ok_or(DescriptorError::NoMagic { address })?;
+        let ptr =
+            NonNull::new(address as *mut Descriptor).ok_or(DescriptorError::NoMagic { address })?;
         let p = ptr.as_ptr();
         // SAFETY: `p` is aligned and points at `needed` readable bytes (checked
         // above, guaranteed by the caller). The fields read here are written
@@ -214,7 +217,8 @@ impl LiveDescriptor {
 
     /// Publishes the two runtime entry points (before any flag enables them).
     pub fn set_entry_points(&self, rt_dispatch: u64, rt_hook: u64) {
-        self.word(field::RT_DISPATCH).store(rt_dispatch, Ordering::Release);
+        self.word(field::RT_DISPATCH)
+            .store(rt_dispatch, Ordering::Release);
         self.word(field::RT_HOOK).store(rt_hook, Ordering::Release);
     }
 
@@ -224,7 +228,8 @@ impl LiveDescriptor {
     }
 
     pub fn set_hooks_enabled(&self, bits: u64) {
-        self.word(field::HOOKS_ENABLED).store(bits, Ordering::Release);
+        self.word(field::HOOKS_ENABLED)
+            .store(bits, Ordering::Release);
     }
 
     pub fn slow_path(&self) -> u64 {
@@ -338,12 +343,22 @@ mod tests {
 
     #[test]
     fn rejects_each_inconsistency() {
-        let cases: Vec<(fn(&mut Descriptor), &str)> = vec![
+        type Edit = fn(&mut Descriptor);
+        let cases: Vec<(Edit, &str)> = vec![
             (|d| d.abi_version = 99, "ABI version 99"),
             (|d| d.descriptor_size = 64, "descriptor size 64"),
             (|d| d.self_address += 0x1000, "does not match"),
             (|d| d.hook_count = 65, "hook_count 65"),
-            (|d| d.registers.oparg.value = 99, "register number 99"),
+            (
+                |d| {
+                    d.registers.oparg = VarLocation {
+                        kind: LOC_REG,
+                        value: 99,
+                    }
+                },
+                "register number 99",
+            ),
+            (|d| d.registers.opcode.kind = 7, "unknown location kind 7"),
             (|d| d.magic[7] = b'2', "magic"),
         ];
         for (edit, expected) in cases {

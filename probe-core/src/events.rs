@@ -177,8 +177,18 @@ mod tests {
     #[test]
     fn dispatch_records_thread_position() {
         let mut t = SideTables::default();
-        on_dispatch(&mut t, &layout(), &regs(&[(3, 0xf000), (10, 0xc0de)]), &memory());
-        on_dispatch(&mut t, &layout(), &regs(&[(3, 0xf000), (10, 0xc0e0)]), &memory());
+        on_dispatch(
+            &mut t,
+            &layout(),
+            &regs(&[(3, 0xf000), (10, 0xc0de)]),
+            &memory(),
+        );
+        on_dispatch(
+            &mut t,
+            &layout(),
+            &regs(&[(3, 0xf000), (10, 0xc0e0)]),
+            &memory(),
+        );
         let thread = t.threads.get(TSTATE).expect("created on first sight");
         assert_eq!(thread.slow_dispatches, 2);
         assert_eq!(thread.current_frame, 0xf000);
@@ -192,19 +202,45 @@ mod tests {
     fn generator_lifecycle_through_hooks() {
         let mut t = SideTables::default();
         // Entry and activation of a function frame (frame in rbx).
-        fire(&mut t, HookKind::EvalEntry, 0, &[(RDI, TSTATE), (RSI, 0xa000)]);
+        fire(
+            &mut t,
+            HookKind::EvalEntry,
+            0,
+            &[(RDI, TSTATE), (RSI, 0xa000)],
+        );
         fire(&mut t, HookKind::StartFrame, 3, &[(3, 0xa000)]);
         // RETURN_GENERATOR: copy into the generator, pop the thread frame.
-        fire(&mut t, HookKind::FrameCopy, 0, &[(RDI, 0xa000), (RSI, 0xb000)]);
-        fire(&mut t, HookKind::ThreadStatePopFrame, 0, &[(RDI, TSTATE), (RSI, 0xa000)]);
+        fire(
+            &mut t,
+            HookKind::FrameCopy,
+            0,
+            &[(RDI, 0xa000), (RSI, 0xb000)],
+        );
+        fire(
+            &mut t,
+            HookKind::ThreadStatePopFrame,
+            0,
+            &[(RDI, TSTATE), (RSI, 0xa000)],
+        );
         assert_eq!(t.frames.len(), 1);
-        assert_eq!(t.frames.get(0xb000).map(|f| f.status), Some(FrameStatus::Suspended));
+        assert_eq!(
+            t.frames.get(0xb000).map(|f| f.status),
+            Some(FrameStatus::Suspended)
+        );
         // Resume through throw(), then finish.
         fire(&mut t, HookKind::ThrowEntry, 5, &[(5, 0xb000)]);
-        assert_eq!(t.frames.get(0xb000).map(|f| f.status), Some(FrameStatus::Active));
+        assert_eq!(
+            t.frames.get(0xb000).map(|f| f.status),
+            Some(FrameStatus::Active)
+        );
         fire(&mut t, HookKind::CurrentFrameStore, 12, &[(12, 0xc000)]);
         assert_eq!(t.threads.get(TSTATE).map(|e| e.current_frame), Some(0xc000));
-        fire(&mut t, HookKind::FrameClearAndPop, 0, &[(RDI, TSTATE), (RSI, 0xb000)]);
+        fire(
+            &mut t,
+            HookKind::FrameClearAndPop,
+            0,
+            &[(RDI, TSTATE), (RSI, 0xb000)],
+        );
         assert!(t.frames.is_empty());
         let thread = t.threads.get(TSTATE).expect("thread");
         assert_eq!(thread.eval_entries, 1);
@@ -220,7 +256,14 @@ mod tests {
         // No tstate readable: nothing recorded.
         let no_memory = FakeMemory(HashMap::new());
         let k = HookKind::StartFrame;
-        on_hook(&mut t, &layout(), &hook(k, 3), k, &regs(&[(3, 0xa000)]), &no_memory);
+        on_hook(
+            &mut t,
+            &layout(),
+            &hook(k, 3),
+            k,
+            &regs(&[(3, 0xa000)]),
+            &no_memory,
+        );
         assert!(t.frames.is_empty());
         assert!(t.threads.is_empty());
     }

@@ -36,13 +36,30 @@ pub const MAX_ENTRIES: usize = 1 << 16;
 pub enum FrozenTableError {
     #[error("the existing frozen-module table has no terminator within {MAX_ENTRIES} entries")]
     Unterminated,
+    #[error(
+        "CPython {0:#x}: struct _frozen has no get_code (3.13+), so the module would need \
+         version-specific marshalled code"
+    )]
+    UnsupportedVersion(u64),
+}
+
+/// Whether the running CPython (`Py_Version`) uses the [`Frozen`] layout with
+/// `get_code`: 3.11 and 3.12. 3.13 dropped the field (24-byte entries).
+pub fn layout_supported(py_version: u64) -> Result<(), FrozenTableError> {
+    match (py_version >> 24, (py_version >> 16) & 0xff) {
+        (3, 11) | (3, 12) => Ok(()),
+        _ => Err(FrozenTableError::UnsupportedVersion(py_version)),
+    }
 }
 
 /// `ours`, then the entries of the table at `old` (may be NULL), then a terminator.
 ///
 /// # Safety
 /// `old` is NULL or points at a table terminated by an entry with a NULL name.
-pub unsafe fn extended(old: *const Frozen, ours: &[Frozen]) -> Result<Vec<Frozen>, FrozenTableError> {
+pub unsafe fn extended(
+    old: *const Frozen,
+    ours: &[Frozen],
+) -> Result<Vec<Frozen>, FrozenTableError> {
     let mut table: Vec<Frozen> = ours.to_vec();
     if !old.is_null() {
         let mut i = 0;
@@ -85,7 +102,11 @@ mod tests {
             .map(|f| {
                 (!f.name.is_null())
                     // SAFETY: test entries point at static C strings.
-                    .then(|| unsafe { CStr::from_ptr(f.name) }.to_string_lossy().into_owned())
+                    .then(|| {
+                        unsafe { CStr::from_ptr(f.name) }
+                            .to_string_lossy()
+                            .into_owned()
+                    })
             })
             .collect()
     }
@@ -105,6 +126,18 @@ mod tests {
             ]
         );
         assert_eq!(table[2].size, 7);
+    }
+
+    #[test]
+    fn only_311_and_312_have_get_code() {
+        assert_eq!(layout_supported(0x030b07f0), Ok(()));
+        assert_eq!(layout_supported(0x030c01f0), Ok(()));
+        assert_eq!(
+            layout_supported(0x030d00f0),
+            Err(FrozenTableError::UnsupportedVersion(0x030d00f0))
+        );
+        assert!(layout_supported(0x030a0df0).is_err());
+        assert_eq!(std::mem::size_of::<Frozen>(), 32);
     }
 
     #[test]

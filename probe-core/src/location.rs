@@ -137,9 +137,15 @@ mod tests {
 
     #[test]
     fn decodes_every_kind() {
-        assert_eq!(Location::decode(loc(LOC_NONE, 7)), Ok(Location::Unavailable));
+        assert_eq!(
+            Location::decode(loc(LOC_NONE, 7)),
+            Ok(Location::Unavailable)
+        );
         assert_eq!(Location::decode(loc(LOC_REG, 15)), Ok(Location::Reg(15)));
-        assert_eq!(Location::decode(loc(LOC_STACK, -376)), Ok(Location::Stack(-376)));
+        assert_eq!(
+            Location::decode(loc(LOC_STACK, -376)),
+            Ok(Location::Stack(-376))
+        );
         assert_eq!(
             Location::decode(loc(LOC_REG, 16)),
             Err(LocationError::BadRegister(16))
@@ -148,7 +154,10 @@ mod tests {
             Location::decode(loc(LOC_REG, -1)),
             Err(LocationError::BadRegister(-1))
         );
-        assert_eq!(Location::decode(loc(9, 0)), Err(LocationError::UnknownKind(9)));
+        assert_eq!(
+            Location::decode(loc(9, 0)),
+            Err(LocationError::UnknownKind(9))
+        );
     }
 
     #[test]

@@ -136,10 +136,13 @@ pub fn get() -> Option<&'static Runtime> {
 /// Called by a dispatch stub's slow path with all registers saved.
 ///
 /// Returns 0; non-zero will mean "an exception is set: go to the error label".
-pub extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
+///
+/// # Safety
+/// `regs` is NULL or points at the register block the calling trampoline saved.
+pub unsafe extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
     let Some(runtime) = get() else { return 0 };
-    // SAFETY: the trampoline passes a pointer to the register block it saved
-    // on its own stack, valid and unaliased for the duration of this call.
+    // SAFETY: guaranteed by the caller: the trampoline passes the register
+    // block it saved on its own stack, valid for the duration of this call.
     let Some(regs) = (unsafe { regs.as_ref() }) else {
         return 0;
     };
@@ -147,7 +150,10 @@ pub extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
 }
 
 /// Called by a hook trampoline with all registers saved.
-pub extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
+///
+/// # Safety
+/// As for [`rt_dispatch`].
+pub unsafe extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
     let Some(runtime) = get() else { return 0 };
     // SAFETY: as for `rt_dispatch`.
     let Some(regs) = (unsafe { regs.as_ref() }) else {
@@ -174,7 +180,10 @@ mod tests {
         let descriptor = LiveDescriptor::standalone().expect("standalone");
         let runtime = Runtime::new(descriptor);
         // The standalone layout has no locations: counts still work.
-        assert_eq!(runtime.descriptor().info().layout.tstate, Location::Unavailable);
+        assert_eq!(
+            runtime.descriptor().info().layout.tstate,
+            Location::Unavailable
+        );
         let regs = SavedRegisters::default();
         let memory = FakeMemory(HashMap::new());
         assert_eq!(runtime.dispatch(&regs, 100, &memory), 0);
@@ -192,11 +201,85 @@ mod tests {
         assert_eq!((runtime.live_frames(), runtime.known_threads()), (0, 0));
     }
 
+    /// A leaked descriptor describing two hooks, with tstate in r12.
+    fn described() -> LiveDescriptor {
+        let mut d = Box::new(retrace_abi::Descriptor::new());
+        d.hook_count = 3;
+        d.hooks[0] = retrace_abi::HookInfo {
+            kind: HookKind::StartFrame as u32,
+            arg: 3,
+            address: 0x10be99,
+        };
+        d.hooks[1] = retrace_abi::HookInfo {
+            kind: HookKind::FrameClearAndPop as u32,
+            arg: 0,
+            address: 0x280d00,
+        };
+        d.hooks[2] = retrace_abi::HookInfo {
+            kind: 0,
+            arg: 0,
+            address: 0,
+        };
+        d.registers.tstate = retrace_abi::VarLocation {
+            kind: retrace_abi::LOC_REG,
+            value: 12,
+        };
+        let raw = Box::into_raw(d);
+        // SAFETY: fresh exclusive allocation, leaked for the test process.
+        unsafe {
+            (*raw).self_address = raw as u64;
+            LiveDescriptor::validate(raw as usize, size_of_descriptor(), 0, false)
+                .expect("valid test descriptor")
+        }
+    }
+
+    fn size_of_descriptor() -> u64 {
+        std::mem::size_of::<retrace_abi::Descriptor>() as u64
+    }
+
+    #[test]
+    fn hooks_update_counts_and_frames() {
+        let runtime = Runtime::new(described());
+        let memory = FakeMemory(HashMap::new());
+        let mut regs = SavedRegisters::default();
+        regs.gpr[12] = 0x7000; // tstate
+        regs.gpr[3] = 0xa000; // frame at start_frame
+        assert_eq!(runtime.hook(&regs, 0, &memory), 0);
+        regs.gpr[3] = 0xb000;
+        runtime.hook(&regs, 0, &memory);
+        assert_eq!(runtime.live_frames(), 2);
+        assert_eq!(runtime.known_threads(), 1);
+        // _PyEvalFrameClearAndPop(tstate = rdi, frame = rsi)
+        regs.gpr[7] = 0x7000;
+        regs.gpr[6] = 0xb000;
+        runtime.hook(&regs, 1, &memory);
+        assert_eq!(runtime.live_frames(), 1);
+        // Unused slot and out-of-range index.
+        runtime.hook(&regs, 2, &memory);
+        runtime.hook(&regs, 3, &memory);
+        assert_eq!(runtime.invalid_hook_calls(), 2);
+        let counts: Vec<(HookKind, u64)> = runtime
+            .hook_counts()
+            .into_iter()
+            .filter(|&(_, n)| n != 0)
+            .collect();
+        assert_eq!(
+            counts,
+            vec![(HookKind::StartFrame, 2), (HookKind::FrameClearAndPop, 1)]
+        );
+    }
+
     #[test]
     fn entry_points_without_runtime_or_registers_return_zero() {
         // No runtime is installed in the unit-test process.
         assert!(get().is_none());
-        assert_eq!(rt_dispatch(std::ptr::null_mut(), 1), 0);
-        assert_eq!(rt_hook(std::ptr::null_mut(), 1), 0);
+        let mut regs = SavedRegisters::default();
+        // SAFETY: NULL and a valid register block are both allowed.
+        unsafe {
+            assert_eq!(rt_dispatch(std::ptr::null_mut(), 1), 0);
+            assert_eq!(rt_hook(std::ptr::null_mut(), 1), 0);
+            assert_eq!(rt_dispatch(&mut regs, 1), 0);
+            assert_eq!(rt_hook(&mut regs, 1), 0);
+        }
     }
 }

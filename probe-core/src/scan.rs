@@ -86,7 +86,10 @@ pub fn candidates() -> Vec<Candidate> {
     // SAFETY: `collect` matches the callback signature and only uses `data` as
     // the vector passed here, which outlives the call.
     unsafe {
-        libc::dl_iterate_phdr(Some(collect), &mut found as *mut Vec<Candidate> as *mut c_void);
+        libc::dl_iterate_phdr(
+            Some(collect),
+            &mut found as *mut Vec<Candidate> as *mut c_void,
+        );
     }
     found
 }
@@ -98,7 +101,12 @@ pub fn locate() -> (Option<LiveDescriptor>, Vec<(Candidate, DescriptorError)>) {
         // SAFETY: the candidate is a mapped writable segment of a loaded
         // object, `memsz` bytes long; libpython is never unloaded.
         let result = unsafe {
-            LiveDescriptor::validate(candidate.address, candidate.memsz, candidate.load_bias, false)
+            LiveDescriptor::validate(
+                candidate.address,
+                candidate.memsz,
+                candidate.load_bias,
+                false,
+            )
         };
         match result {
             Ok(live) => return (Some(live), rejected),
@@ -125,8 +133,14 @@ mod tests {
     fn only_large_enough_writable_loads_qualify() {
         let big = size_of::<Descriptor>() as u64;
         let rw = libc::PF_R | libc::PF_W;
-        assert_eq!(descriptor_slot(0x1000, &seg(libc::PT_LOAD, rw, big)), Some(0x6b6000));
-        assert_eq!(descriptor_slot(0, &seg(libc::PT_LOAD, libc::PF_R | libc::PF_X, big)), None);
+        assert_eq!(
+            descriptor_slot(0x1000, &seg(libc::PT_LOAD, rw, big)),
+            Some(0x6b6000)
+        );
+        assert_eq!(
+            descriptor_slot(0, &seg(libc::PT_LOAD, libc::PF_R | libc::PF_X, big)),
+            None
+        );
         assert_eq!(descriptor_slot(0, &seg(libc::PT_DYNAMIC, rw, big)), None);
         assert_eq!(descriptor_slot(0, &seg(libc::PT_LOAD, rw, big - 1)), None);
     }

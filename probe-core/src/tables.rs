@@ -194,8 +194,14 @@ mod tests {
         t.get_or_insert(0x200).eval_entries += 5;
         t.get_or_insert(0x100).eval_entries += 1;
         assert_eq!(t.len(), 2);
-        assert_eq!(t.get(0x100).map(|e| (e.eval_entries, e.ordinal)), Some((3, 0)));
-        assert_eq!(t.get(0x200).map(|e| (e.eval_entries, e.ordinal)), Some((5, 1)));
+        assert_eq!(
+            t.get(0x100).map(|e| (e.eval_entries, e.ordinal)),
+            Some((3, 0))
+        );
+        assert_eq!(
+            t.get(0x200).map(|e| (e.eval_entries, e.ordinal)),
+            Some((5, 1))
+        );
         assert!(t.get(0x300).is_none());
     }
 
@@ -230,7 +236,10 @@ mod tests {
         // Resumed on another thread.
         let resumed = f.activate(0x9000, 0x20).clone();
         assert_eq!(resumed.status, FrameStatus::Active);
-        assert_eq!((resumed.tstate, resumed.activations, resumed.ordinal), (0x20, 2, 2));
+        assert_eq!(
+            (resumed.tstate, resumed.activations, resumed.ordinal),
+            (0x20, 2, 2)
+        );
         assert_eq!(f.len(), 2);
         assert!(!f.copy(0x5555, 0x6666), "untracked source");
         assert!(f.get(0x6666).is_none());

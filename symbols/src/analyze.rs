@@ -7,9 +7,9 @@
 //! version each failing part becomes a sentence in [`Analysis::unsupported`],
 //! so `inspect` still shows everything else.
 
+mod meta;
 mod sites;
 mod table;
-mod meta;
 
 use crate::code::{analyze_code, CodeImage, CodeInputs};
 use crate::dwarf::function::{find_function, labels as function_labels};
@@ -60,7 +60,9 @@ impl Outcome {
     fn keep<T>(&mut self, result: Result<T, String>) -> Result<Option<T>, AnalysisError> {
         match result {
             Ok(value) => Ok(Some(value)),
-            Err(sentence) if self.strict => Err(AnalysisError::Analysis(self.path.clone(), sentence)),
+            Err(sentence) if self.strict => {
+                Err(AnalysisError::Analysis(self.path.clone(), sentence))
+            }
             Err(sentence) => {
                 self.unsupported.push(sentence);
                 Ok(None)
@@ -116,7 +118,9 @@ pub fn analyze_bytes_with(
     let eval_symbol = elf
         .symbols()
         .get(eval_name)
-        .ok_or_else(|| AnalysisError::NotLibpython(path.to_string(), format!("{eval_name} symbol")))?
+        .ok_or_else(|| {
+            AnalysisError::NotLibpython(path.to_string(), format!("{eval_name} symbol"))
+        })?
         .clone();
     let analysis_error = |msg: String| AnalysisError::Analysis(path.to_string(), msg);
     let unit = unit_containing(&dwarf, eval_symbol.address)
@@ -161,7 +165,7 @@ pub fn analyze_bytes_with(
     }
     let mut labels: Vec<LabelSite> = Vec::new();
     for site in sites::control_labels(&dwarf_labels, profile) {
-        labels.extend(outcome.keep(site)?);
+        labels.extend(outcome.keep(site)?.flatten());
     }
     let structs = struct_layouts(&dwarf, &unit, profile.struct_fields).map_err(derr)?;
     for problem in structs.problems {

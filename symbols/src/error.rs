@@ -15,13 +15,19 @@ pub enum AnalysisError {
     NotElf(String),
     #[error("{0}: truncated or malformed ELF file ({1}); pass a complete copy of libpython")]
     Truncated(String, String),
-    #[error("{0}: not an x86-64 ELF shared object; only x86-64 Linux libpython builds are supported")]
+    #[error(
+        "{0}: not an x86-64 ELF shared object; only x86-64 Linux libpython builds are supported"
+    )]
     WrongMachine(String),
-    #[error("{0}: not a libpython (no {1}); pass the CPython shared library built with --enable-shared")]
+    #[error(
+        "{0}: not a libpython (no {1}); pass the CPython shared library built with --enable-shared"
+    )]
     NotLibpython(String, String),
     #[error("{0}: has no DWARF debug information (stripped?); rebuild CPython with -g or use an unstripped libpython")]
     NoDebugInfo(String),
-    #[error("{0}: already instrumented by this rewriter ({1}); pass the original, unmodified libpython")]
+    #[error(
+        "{0}: already instrumented by this rewriter ({1}); pass the original, unmodified libpython"
+    )]
     AlreadyInstrumented(String, String),
     #[error("{path}: CPython {version} is not supported (supported: {supported}); use a supported libpython")]
     UnsupportedVersion {

@@ -104,14 +104,31 @@ const PY311: VersionProfile = VersionProfile {
         (
             "_PyInterpreterFrame",
             &[
-                "f_func", "f_globals", "f_builtins", "f_locals", "f_code", "frame_obj",
-                "previous", "prev_instr", "stacktop", "is_entry", "owner", "localsplus",
+                "f_func",
+                "f_globals",
+                "f_builtins",
+                "f_locals",
+                "f_code",
+                "frame_obj",
+                "previous",
+                "prev_instr",
+                "stacktop",
+                "is_entry",
+                "owner",
+                "localsplus",
             ],
         ),
         ("_PyCFrame", &["use_tracing", "current_frame", "previous"]),
         (
             "_ts",
-            &["prev", "next", "interp", "cframe", "thread_id", "native_thread_id"],
+            &[
+                "prev",
+                "next",
+                "interp",
+                "cframe",
+                "thread_id",
+                "native_thread_id",
+            ],
         ),
         ("PyCodeObject", &["co_code_adaptive", "co_nlocalsplus"]),
     ],
@@ -149,20 +166,40 @@ const PY312: VersionProfile = VersionProfile {
         (
             "_PyInterpreterFrame",
             &[
-                "f_code", "previous", "f_funcobj", "f_globals", "f_builtins", "f_locals",
-                "frame_obj", "prev_instr", "stacktop", "return_offset", "owner", "localsplus",
+                "f_code",
+                "previous",
+                "f_funcobj",
+                "f_globals",
+                "f_builtins",
+                "f_locals",
+                "frame_obj",
+                "prev_instr",
+                "stacktop",
+                "return_offset",
+                "owner",
+                "localsplus",
             ],
         ),
         ("_PyCFrame", &["current_frame", "previous"]),
         (
             "_ts",
             &[
-                "prev", "next", "interp", "cframe", "thread_id", "native_thread_id",
-                "py_recursion_remaining", "datastack_top", "datastack_limit",
+                "prev",
+                "next",
+                "interp",
+                "cframe",
+                "thread_id",
+                "native_thread_id",
+                "py_recursion_remaining",
+                "datastack_top",
+                "datastack_limit",
             ],
         ),
         ("_is", &["threads.head", "ceval.eval_breaker", "eval_frame"]),
-        ("PyCodeObject", &["co_code_adaptive", "co_framesize", "co_nlocalsplus"]),
+        (
+            "PyCodeObject",
+            &["co_code_adaptive", "co_framesize", "co_nlocalsplus"],
+        ),
     ],
 };
 
@@ -199,18 +236,39 @@ const PY313: VersionProfile = VersionProfile {
         (
             "_PyInterpreterFrame",
             &[
-                "f_executable", "previous", "f_funcobj", "f_globals", "f_builtins", "f_locals",
-                "frame_obj", "instr_ptr", "stacktop", "return_offset", "owner", "localsplus",
+                "f_executable",
+                "previous",
+                "f_funcobj",
+                "f_globals",
+                "f_builtins",
+                "f_locals",
+                "frame_obj",
+                "instr_ptr",
+                "stacktop",
+                "return_offset",
+                "owner",
+                "localsplus",
             ],
         ),
         (
             "_ts",
             &[
-                "prev", "next", "interp", "current_frame", "thread_id", "native_thread_id",
-                "py_recursion_remaining", "eval_breaker", "datastack_top", "datastack_limit",
+                "prev",
+                "next",
+                "interp",
+                "current_frame",
+                "thread_id",
+                "native_thread_id",
+                "py_recursion_remaining",
+                "eval_breaker",
+                "datastack_top",
+                "datastack_limit",
             ],
         ),
-        ("PyCodeObject", &["co_code_adaptive", "co_framesize", "co_nlocalsplus"]),
+        (
+            "PyCodeObject",
+            &["co_code_adaptive", "co_framesize", "co_nlocalsplus"],
+        ),
     ],
 };
 
@@ -219,7 +277,10 @@ pub const PROFILES: &[&VersionProfile] = &[&PY311, &PY312, &PY313];
 
 /// The profile for a version, if the series is known.
 pub fn profile(version: PyVersion) -> Option<&'static VersionProfile> {
-    PROFILES.iter().copied().find(|p| p.series == version.series())
+    PROFILES
+        .iter()
+        .copied()
+        .find(|p| p.series == version.series())
 }
 
 /// "3.11, 3.12, 3.13" for error messages.

@@ -86,7 +86,7 @@ mod tests {
         }
     }
 
-    fn tags(dynamics: &[Dynamic<'_>]) -> Vec<u32> {
+    fn tags(dynamics: &[Dynamic<'_>]) -> Vec<i64> {
         dynamics.iter().map(|d| d.tag().0).collect()
     }
 

@@ -80,7 +80,9 @@ pub enum EmitError {
         addend: i64,
     },
     /// After layout, a redirected addend does not point into any loaded segment.
-    #[error("redirected addend {addend:#x} for slot {slot:#x} is outside every PT_LOAD of the output")]
+    #[error(
+        "redirected addend {addend:#x} for slot {slot:#x} is outside every PT_LOAD of the output"
+    )]
     AddendOutsideImage {
         /// Relocation `r_offset`.
         slot: u64,

@@ -117,7 +117,11 @@ fn add_section_with_segment(
     bytes: Vec<u8>,
 ) -> Result<SectionId, EmitError> {
     // vaddr is page aligned, so a page-aligned offset keeps p_offset == p_vaddr (mod page).
-    let offset = align_up(file_end(builder)?, page, "placing a new section in the file")?;
+    let offset = align_up(
+        file_end(builder)?,
+        page,
+        "placing a new section in the file",
+    )?;
     let size = bytes.len() as u64;
     let section = builder.sections.add();
     section.name = ByteString::from(name.as_bytes().to_vec());
@@ -164,6 +168,17 @@ pub(crate) fn materialise(
         text,
     )?;
     Ok((data_id, text_id))
+}
+
+/// Make `PT_DYNAMIC` cover exactly the (possibly shrunk, grown or moved) `.dynamic`, as the
+/// linker does; the builder writes only the live entries plus `DT_NULL`.
+pub(crate) fn fit_dynamic_segment(builder: &mut Builder<'_>) {
+    let sections = &builder.sections;
+    for segment in &mut builder.segments {
+        if segment.p_type == elf::PT_DYNAMIC && !segment.sections.is_empty() {
+            segment.recalculate_ranges(sections);
+        }
+    }
 }
 
 /// Check the invariants the loader and the runtime rely on, after all moves.

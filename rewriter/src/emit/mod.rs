@@ -193,10 +193,15 @@ impl<'a> ElfRewrite<'a> {
     pub fn finish_with_report(mut self) -> Result<(Vec<u8>, EmitReport), EmitError> {
         if let Some(plan) = &self.plan {
             let text = self.text.take().ok_or(EmitError::TextNotSet)?;
-            let data = self
-                .data
-                .take()
-                .unwrap_or_else(|| vec![0; plan.data_size as usize]);
+            let data = match self.data.take() {
+                Some(data) => data,
+                None => vec![
+                    0;
+                    usize::try_from(plan.data_size).map_err(|_| {
+                        EmitError::AddressOverflow("sizing the data section")
+                    })?
+                ],
+            };
             layout::materialise(&mut self.builder, plan, data, text)?;
         }
         self.builder.delete_orphans();
@@ -204,6 +209,7 @@ impl<'a> ElfRewrite<'a> {
         self.builder.set_section_sizes();
         let page = layout::page_size(&self.builder)?;
         let moved = moves::move_sections(&mut self.builder, page)?;
+        layout::fit_dynamic_segment(&mut self.builder);
         let redirects: Vec<(u64, u64)> = self.redirects.into_iter().collect();
         layout::verify(&self.builder, self.plan.as_ref(), &redirects)?;
         let report = EmitReport {

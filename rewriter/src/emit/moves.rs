@@ -228,7 +228,10 @@ fn find_move_sections(
             continue;
         }
         // Zero-sized blocks pin each PT_LOAD's start and end.
-        for address in [segment.p_vaddr, segment.p_vaddr.saturating_add(segment.p_memsz)] {
+        for address in [
+            segment.p_vaddr,
+            segment.p_vaddr.saturating_add(segment.p_memsz),
+        ] {
             blocks.push(Block {
                 name: "segment boundary".into(),
                 kind: BlockKind::Fixed,

@@ -19,7 +19,9 @@ pub(crate) fn patch(
         return Err(EmitError::EmptyPatch { vaddr });
     }
     let outside = EmitError::PatchOutsideSection { vaddr, len };
-    let end = vaddr.checked_add(len).ok_or(EmitError::PatchOutsideSection { vaddr, len })?;
+    let end = vaddr
+        .checked_add(len)
+        .ok_or(EmitError::PatchOutsideSection { vaddr, len })?;
     let section = builder
         .sections
         .iter_mut()

@@ -92,7 +92,11 @@ fn locate(
             })?,
         None => match candidates.as_slice() {
             [only] => *only,
-            [] => return Err(format!("no {variable}.N symbol and no DWARF location for {variable}")),
+            [] => {
+                return Err(format!(
+                    "no {variable}.N symbol and no DWARF location for {variable}"
+                ))
+            }
             many => {
                 return Err(format!(
                     "{} symbols named {variable}.N and no DWARF location to choose between them",
@@ -118,6 +122,9 @@ fn handler_labels(
 ) -> BTreeMap<u64, BTreeSet<String>> {
     let mut map: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for label in labels.iter().filter(|l| !l.inlined) {
+        let Some(address) = label.address else {
+            continue;
+        };
         let name = if label.name == profile.unknown_opcode_label {
             label.name.clone()
         } else if let Some(op) = label.name.strip_prefix(profile.handler_label_prefix) {
@@ -125,7 +132,7 @@ fn handler_labels(
         } else {
             continue;
         };
-        map.entry(label.address).or_default().insert(name);
+        map.entry(address).or_default().insert(name);
     }
     map
 }
@@ -160,7 +167,8 @@ fn assign_names(
         let (instrumented, plain): (Vec<&String>, Vec<&String>) = labels
             .iter()
             .partition(|l| l.starts_with(INSTRUMENTED_PREFIX));
-        let orderable = opcodes.len() == labels.len() && plain.len() <= 1 && instrumented.len() <= 1;
+        let orderable =
+            opcodes.len() == labels.len() && plain.len() <= 1 && instrumented.len() <= 1;
         if orderable {
             for (&op, name) in opcodes.iter().zip(plain.iter().chain(instrumented.iter())) {
                 names[op] = (*name).clone();

@@ -47,7 +47,9 @@ impl Listing {
         ranges.sort();
         let mut insns = Vec::new();
         for r in &ranges {
-            let bytes = image.bytes(r.start, r.end).ok_or(CodeError::NotMapped(r.start))?;
+            let bytes = image
+                .bytes(r.start, r.end)
+                .ok_or(CodeError::NotMapped(r.start))?;
             let mut decoder = Decoder::with_ip(64, bytes, r.start, DecoderOptions::NONE);
             while decoder.can_decode() {
                 let instr = decoder.decode();

@@ -63,22 +63,21 @@ pub fn check_no_other_entry(
     Ok(notes)
 }
 
-fn other_entry(image: &CodeImage<'_>, listing: &Listing, cfg: &Cfg, target: u64) -> Option<CodeError> {
+fn other_entry(
+    image: &CodeImage<'_>,
+    listing: &Listing,
+    cfg: &Cfg,
+    target: u64,
+) -> Option<CodeError> {
     if let Some(src) = cfg.branch_sources.get(&target).and_then(|v| v.first()) {
-        return Some(CodeError::BranchToTarget {
-            from: *src,
-            target,
-        });
+        return Some(CodeError::BranchToTarget { from: *src, target });
     }
     let mut i = listing.index_of(target)?;
     while i > 0 && listing.falls_into_next(i - 1) {
         let prev = &listing.insns[i - 1];
         if is_nop(prev) {
             if let Some(src) = cfg.branch_sources.get(&prev.ip()).and_then(|v| v.first()) {
-                return Some(CodeError::BranchToTarget {
-                    from: *src,
-                    target,
-                });
+                return Some(CodeError::BranchToTarget { from: *src, target });
             }
             i -= 1;
             continue;
@@ -100,7 +99,10 @@ pub fn writes_gpr(factory: &mut InstructionInfoFactory, ins: &Instruction, gpr: 
         gpr_of(u.register()) == Some(gpr)
             && matches!(
                 u.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
             )
     })
 }
@@ -151,20 +153,26 @@ pub fn dispatch_sites(
                     }
                 }
                 let k = found.ok_or_else(|| {
-                    fail(format!("no load of {} in the two preceding instructions", r.name()))
+                    fail(format!(
+                        "no load of {} in the two preceding instructions",
+                        r.name()
+                    ))
                 })?;
                 let load = &listing.insns[k];
                 let is_load = load.mnemonic() == Mnemonic::Mov
                     && load.op0_kind() == OpKind::Register
                     && load.op0_register().is_gpr64()
                     && load.op1_kind() == OpKind::Memory;
-                let base = is_load.then(|| table_operand(load)).flatten().ok_or_else(|| {
-                    fail(format!(
-                        "{} is set at {:#x} by something other than mov r64,[base+index*8]",
-                        r.name(),
-                        load.ip()
-                    ))
-                })?;
+                let base = is_load
+                    .then(|| table_operand(load))
+                    .flatten()
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{} is set at {:#x} by something other than mov r64,[base+index*8]",
+                            r.name(),
+                            load.ip()
+                        ))
+                    })?;
                 (k, base)
             }
             _ => return Err(fail("unexpected operand kind".into())),

@@ -81,7 +81,9 @@ impl<'l> HolderAnalysis<'l> {
         queued[entry_block] = true;
         while let Some(b) = work.pop() {
             queued[b] = false;
-            let Some(mut st) = a.block_in[b].clone() else { continue };
+            let Some(mut st) = a.block_in[b].clone() else {
+                continue;
+            };
             let blk = &cfg.blocks[b];
             for i in blk.start..blk.end {
                 a.step(&mut st, i, &mut factory);
@@ -120,7 +122,10 @@ impl<'l> HolderAnalysis<'l> {
     }
 
     fn trackable(&self, key: i64) -> bool {
-        !self.taken.iter().any(|t| *t <= key && key < t + ESCAPE_WINDOW)
+        !self
+            .taken
+            .iter()
+            .any(|t| *t <= key && key < t + ESCAPE_WINDOW)
     }
 
     fn step(&self, st: &mut Holders, idx: usize, factory: &mut InstructionInfoFactory) {
@@ -131,7 +136,10 @@ impl<'l> HolderAnalysis<'l> {
         for ur in info.used_registers() {
             if matches!(
                 ur.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
             ) {
                 if let Some(g) = gpr_of(ur.register()) {
                     st.regs = st.regs.without(g);
@@ -141,7 +149,10 @@ impl<'l> HolderAnalysis<'l> {
         for um in info.used_memory() {
             let writes = matches!(
                 um.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
             );
             if writes && gpr_of(um.base()) == Some(Gpr::Rsp) {
                 match delta {
@@ -154,7 +165,10 @@ impl<'l> HolderAnalysis<'l> {
                 }
             }
         }
-        if matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall) {
+        if matches!(
+            ins.flow_control(),
+            FlowControl::Call | FlowControl::IndirectCall
+        ) {
             st.regs = st.regs.minus(caller_saved());
         }
         match gen {

@@ -8,7 +8,9 @@
 use iced_x86::{Decoder, DecoderOptions, OpKind};
 use object::elf::{R_X86_64_JUMP_SLOT, SHF_EXECINSTR};
 use object::read::elf::ElfFile64;
-use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags};
+use object::{
+    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// One executable section.
@@ -31,7 +33,7 @@ impl<'a> CodeImage<'a> {
     pub fn from_elf(file: &ElfFile64<'a>) -> Self {
         let mut image = CodeImage::default();
         for section in file.sections() {
-            let exec = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(SHF_EXECINSTR) != 0);
+            let exec = matches!(section.flags(), SectionFlags::Elf { sh_flags, .. } if sh_flags.contains(SHF_EXECINSTR));
             if !exec || section.address() == 0 {
                 continue;
             }
@@ -48,7 +50,10 @@ impl<'a> CodeImage<'a> {
         for sym in file.symbols().chain(file.dynamic_symbols()) {
             if sym.address() != 0 && sym.kind() == object::SymbolKind::Text {
                 if let Ok(name) = sym.name() {
-                    image.names.entry(sym.address()).or_insert_with(|| name.to_string());
+                    image
+                        .names
+                        .entry(sym.address())
+                        .or_insert_with(|| name.to_string());
                 }
             }
         }
@@ -66,7 +71,9 @@ impl<'a> CodeImage<'a> {
     /// Maps each PLT stub (`jmp *GOT(%rip)`) to the name of the symbol its GOT slot resolves.
     fn add_plt_names(&mut self, file: &ElfFile64<'a>) {
         let mut slot_names: HashMap<u64, String> = HashMap::new();
-        let (Some(relocs), Some(dynsyms)) = (file.dynamic_relocations(), file.dynamic_symbol_table()) else {
+        let (Some(relocs), Some(dynsyms)) =
+            (file.dynamic_relocations(), file.dynamic_symbol_table())
+        else {
             return;
         };
         use object::ObjectSymbolTable;
@@ -85,7 +92,9 @@ impl<'a> CodeImage<'a> {
                 let is_got_jump = instr.op0_kind() == OpKind::Memory
                     && instr.is_ip_rel_memory_operand()
                     && instr.flow_control() == iced_x86::FlowControl::IndirectBranch;
-                if let (true, Some(name)) = (is_got_jump, slot_names.get(&instr.ip_rel_memory_address())) {
+                if let (true, Some(name)) =
+                    (is_got_jump, slot_names.get(&instr.ip_rel_memory_address()))
+                {
                     // PLT entries are 16 bytes, 16-aligned from the section start.
                     let stub = s.vaddr + ((instr.ip() - s.vaddr) & !15);
                     stubs.push((stub, format!("{name}@plt")));

@@ -18,8 +18,12 @@ use super::regs::{caller_saved, gpr_of, RegSet, ARG_REGS, CALLEE_SAVED};
 use crate::model::Gpr;
 use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, OpAccess, RflagsBits};
 
-const STATUS_FLAGS: u32 =
-    RflagsBits::OF | RflagsBits::SF | RflagsBits::ZF | RflagsBits::AF | RflagsBits::CF | RflagsBits::PF;
+const STATUS_FLAGS: u32 = RflagsBits::OF
+    | RflagsBits::SF
+    | RflagsBits::ZF
+    | RflagsBits::AF
+    | RflagsBits::CF
+    | RflagsBits::PF;
 
 /// Registers an instruction reads and fully overwrites.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,10 +33,16 @@ pub struct UseDef {
 }
 
 /// Uses and definitions of one instruction.
-pub fn use_def(factory: &mut InstructionInfoFactory, ins: &Instruction, call_uses_rax: bool) -> UseDef {
+pub fn use_def(
+    factory: &mut InstructionInfoFactory,
+    ins: &Instruction,
+    call_uses_rax: bool,
+) -> UseDef {
     let mut ud = UseDef::default();
     for u in factory.info(ins).used_registers() {
-        let Some(g) = gpr_of(u.register()) else { continue };
+        let Some(g) = gpr_of(u.register()) else {
+            continue;
+        };
         let full = u.register().size() >= 4;
         match u.access() {
             OpAccess::Read | OpAccess::CondRead => ud.uses = ud.uses.with(g),
@@ -47,7 +57,10 @@ pub fn use_def(factory: &mut InstructionInfoFactory, ins: &Instruction, call_use
     if ins.rflags_modified() & STATUS_FLAGS == STATUS_FLAGS {
         ud.defs = ud.defs.union(RegSet::FLAGS);
     }
-    if matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall) {
+    if matches!(
+        ins.flow_control(),
+        FlowControl::Call | FlowControl::IndirectCall
+    ) {
         let mut args = RegSet::of(&ARG_REGS).with(Gpr::Rsp);
         if call_uses_rax {
             args = args.with(Gpr::Rax);

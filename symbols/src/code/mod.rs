@@ -1,47 +1,62 @@
-//! Machine-code analysis of the eval loop (placeholder interface).
+//! Machine-code half of the analysis: decodes the eval function, proves
+//! every indirect jump is a table dispatch, computes liveness, derives the
+//! register layout, finds current-frame stores, recursion-check points and
+//! hook points. Everything is derived from code + table + struct offsets;
+//! DWARF labels are optional hints.
 //!
-//! This file only fixes the interface between the ELF/DWARF half and the
-//! machine-code half of the analysis; the real implementation (disassembly,
-//! liveness, dispatch sites, register layout, current-frame stores, hook
-//! points) replaces it. Until then `analyze_code` reports that it is missing.
+//! * [`image`]: executable bytes by address, names of call targets.
+//! * [`decode`]: linear decoding of ranges. [`cfg`]: blocks and edges.
+//! * [`stack`]: rsp offsets. [`holders`]: "which locations hold value V" dataflow.
+//! * [`dispatch`]: table dispatch proof. [`liveness`]: backward liveness.
+//! * [`registers`]/[`layout`]: register layout. [`frame_stores`]: current-frame stores.
+//! * [`labels`]: recursion-check points. [`hookable`]: 5-byte hook points.
+
+pub mod cfg;
+pub mod decode;
+pub mod dispatch;
+pub mod error;
+pub mod frame_stores;
+pub mod holders;
+pub mod hookable;
+pub mod image;
+pub mod labels;
+pub mod layout;
+pub mod liveness;
+pub mod registers;
+pub mod regs;
+pub mod stack;
+
+mod facts;
+
+pub use error::CodeError;
+pub use facts::{analyze_code, EvalCode};
+pub use hookable::HookRefusal;
+pub use image::CodeImage;
 
 use crate::model::{
-    CurrentFrameStore, DispatchSite, EvalFunction, FunctionSite, HookSite, LabelSite,
-    OpcodeTable, RegisterLayout, SourceLine, StructOffsets,
+    CurrentFrameStore, DispatchSite, EvalFunction, FunctionSite, HookSite, LabelSite, OpcodeTable,
+    RegisterLayout, SourceLine, StructOffsets,
 };
-use object::read::elf::ElfFile64;
-use object::{Object, ObjectSection, SectionKind};
+use crate::versions::VersionProfile;
 
-/// The executable sections of the file: `(vaddr, bytes)`.
-pub struct CodeImage<'a> {
-    pub sections: Vec<(u64, &'a [u8])>,
-}
-
-impl<'a> CodeImage<'a> {
-    pub fn from_elf(file: &ElfFile64<'a>) -> Self {
-        let sections = file
-            .sections()
-            .filter(|s| s.kind() == SectionKind::Text)
-            .filter_map(|s| s.data().ok().map(|d| (s.address(), d)))
-            .collect();
-        CodeImage { sections }
-    }
-}
-
-/// Everything the machine-code analysis needs from the ELF/DWARF half.
+/// What the machine-code analysis reads.
 pub struct CodeInputs<'a> {
     pub image: &'a CodeImage<'a>,
-    pub profile: &'static crate::versions::VersionProfile,
+    pub profile: &'static VersionProfile,
+    /// Ranges including `.cold`.
     pub eval: &'a EvalFunction,
+    /// 256 slots: target, labels, kind.
     pub table: &'a OpcodeTable,
-    /// Control labels from DWARF.
+    /// Control labels from DWARF (optional hints).
     pub labels: &'a [LabelSite],
+    /// Out-of-line functions (address, size).
     pub functions: &'a [FunctionSite],
     pub offsets: &'a StructOffsets,
     pub line_at: &'a dyn Fn(u64) -> Option<SourceLine>,
 }
 
 /// What the machine-code analysis derives.
+#[derive(Clone, Debug)]
 pub struct CodeFacts {
     pub dispatch_sites: Vec<DispatchSite>,
     pub registers: RegisterLayout,
@@ -49,16 +64,4 @@ pub struct CodeFacts {
     /// StartFrameChecked, ThrowEntry.
     pub extra_labels: Vec<LabelSite>,
     pub hooks: Vec<HookSite>,
-}
-
-/// Why the machine-code analysis failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CodeError {
-    #[error("code analysis not available")]
-    NotAvailable,
-}
-
-/// Runs the machine-code analysis.
-pub fn analyze_code(_inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
-    Err(CodeError::NotAvailable)
 }

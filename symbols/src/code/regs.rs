@@ -39,7 +39,11 @@ impl RegSet {
         RegSet(self.0 & !o.0)
     }
     pub fn gprs(self) -> Vec<Gpr> {
-        Gpr::ALL.iter().copied().filter(|r| self.contains(*r)).collect()
+        Gpr::ALL
+            .iter()
+            .copied()
+            .filter(|r| self.contains(*r))
+            .collect()
     }
 }
 

@@ -32,7 +32,10 @@ pub fn rsp_effect(ins: &Instruction) -> Result<i64, CodeError> {
     let imm = || -> Option<i64> {
         matches!(
             ins.op1_kind(),
-            OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate8 | OpKind::Immediate32
+            OpKind::Immediate8to64
+                | OpKind::Immediate32to64
+                | OpKind::Immediate8
+                | OpKind::Immediate32
         )
         .then(|| ins.immediate(1) as i64)
     };

@@ -5,11 +5,13 @@ use super::Reader;
 use crate::model::AddrRange;
 use gimli::{AttributeValue, Dwarf, Unit, UnitOffset};
 
-/// A `DW_TAG_label` with an address.
+/// A `DW_TAG_label` of the function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DwarfLabel {
     pub name: String,
-    pub address: u64,
+    /// `DW_AT_low_pc`; `None` when GCC emitted the label without an address
+    /// (e.g. 3.12.1's `exception_unwind`, whose code was merged away).
+    pub address: Option<u64>,
     /// Whether the label belongs to a function inlined into this one.
     pub inlined: bool,
 }
@@ -81,7 +83,7 @@ fn ranges_of<'a>(
     Ok(merged)
 }
 
-/// All labels with a `DW_AT_low_pc` anywhere below the function DIE.
+/// All labels anywhere below the function DIE (nested blocks, inlined code).
 pub fn labels<'a>(
     dwarf: &Dwarf<Reader<'a>>,
     unit: &Unit<Reader<'a>>,
@@ -106,11 +108,9 @@ pub fn labels<'a>(
         match entry.tag() {
             gimli::DW_TAG_inlined_subroutine => inlined_at.push(depth),
             gimli::DW_TAG_label => {
-                let Some(low_pc) = entry.attr_value(gimli::DW_AT_low_pc) else {
-                    continue;
-                };
-                let Some(address) = dwarf.attr_address(unit, low_pc)? else {
-                    continue;
+                let address = match entry.attr_value(gimli::DW_AT_low_pc) {
+                    Some(low_pc) => dwarf.attr_address(unit, low_pc)?,
+                    None => None,
                 };
                 if let Some(name) = die_name(dwarf, unit, entry)? {
                     out.push(DwarfLabel {

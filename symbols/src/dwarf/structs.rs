@@ -110,7 +110,10 @@ fn index_types<'a>(
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_typedef
             ) {
                 if let Some(value) = entry.attr_value(gimli::DW_AT_name) {
-                    let name = dwarf.attr_string(unit, value)?.to_string_lossy().into_owned();
+                    let name = dwarf
+                        .attr_string(unit, value)?
+                        .to_string_lossy()
+                        .into_owned();
                     index.entry(name).or_default().push(entry.offset());
                 }
             }
@@ -203,8 +206,9 @@ fn field_offset<'a>(
                 let Some(inner) = ty.map(|t| strip_type(unit, t)).transpose()?.flatten() else {
                     return Ok(None);
                 };
-                return Ok(field_offset(dwarf, unit, inner, rest, nesting + 1)?
-                    .map(|o| location + o));
+                return Ok(
+                    field_offset(dwarf, unit, inner, rest, nesting + 1)?.map(|o| location + o)
+                );
             }
             None => {
                 // Anonymous struct/union member: search inside it.

@@ -17,7 +17,9 @@ pub fn unit_containing<'a>(
         while let Some(entry) = entries.next()? {
             let range = entry.range();
             if range.begin <= address && address < range.end {
-                let unit_header = dwarf.debug_info.header_from_offset(header.debug_info_offset())?;
+                let unit_header = dwarf
+                    .debug_info
+                    .header_from_offset(header.debug_info_offset())?;
                 return Ok(Some(dwarf.unit(unit_header)?));
             }
         }

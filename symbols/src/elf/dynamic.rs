@@ -39,7 +39,9 @@ impl DynamicInfo {
             let start = usize::try_from(offset)
                 .ok()
                 .filter(|&s| s < strtab.len())
-                .ok_or_else(|| malformed(format!("dynamic string offset {offset:#x} out of bounds")))?;
+                .ok_or_else(|| {
+                    malformed(format!("dynamic string offset {offset:#x} out of bounds"))
+                })?;
             let tail = &strtab[start..];
             let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
             Ok(String::from_utf8_lossy(&tail[..end]).into_owned())

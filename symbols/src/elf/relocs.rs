@@ -31,9 +31,9 @@ impl RelativeRelocs {
                 ".rela.dyn is not of type SHT_RELA".into(),
             ));
         }
-        let bytes = section.data().map_err(|e| {
-            AnalysisError::Truncated(path.to_string(), format!(".rela.dyn: {e}"))
-        })?;
+        let bytes = section
+            .data()
+            .map_err(|e| AnalysisError::Truncated(path.to_string(), format!(".rela.dyn: {e}")))?;
         for rela in bytes.chunks_exact(RELA_SIZE) {
             let word = |i: usize| u64::from_le_bytes(rela[i..i + 8].try_into().unwrap_or_default());
             let (offset, info, addend) = (word(0), word(8), word(16));

@@ -1,9 +1,12 @@
 //! Which CPython the library is, read from the binary itself.
 //!
 //! 3.11+ export `Py_Version` (`PY_VERSION_HEX`). Older releases do not; for
-//! them the version comes from the SONAME (`libpython3.10.so.1.0`) refined by
-//! the `PY_VERSION` string literal ("3.10.13") in `.rodata`, which is enough to
-//! say precisely which unsupported version was passed.
+//! them the series comes from the SONAME (`libpython3.10.so.1.0`); the full
+//! version from the `PY_VERSION` string literal ("3.10.13") in `.rodata` when
+//! GCC kept it, else from the `PY_VERSION_HEX` immediate that `sys.hexversion`
+//! is built from (`mov r32, 0x030a0df0` in `.text`) when exactly one such
+//! value occurs. That is enough to say precisely which unsupported version
+//! was passed.
 
 use super::ElfInput;
 use crate::error::AnalysisError;
@@ -43,6 +46,9 @@ pub fn detect_version(elf: &ElfInput<'_>) -> Result<(PyVersion, VersionSource), 
     let from_soname = elf.dynamic().soname.as_deref().and_then(parse_soname);
     match from_soname {
         Some((major, minor)) => {
+            if let Some(version) = find_version_hex(elf, major, minor) {
+                return Ok((version, VersionSource::Soname));
+            }
             let micro = find_version_string(elf, major, minor).unwrap_or(0);
             Ok((
                 PyVersion {
@@ -86,13 +92,35 @@ fn find_version_string(elf: &ElfInput<'_>, major: u8, minor: u8) -> Option<u8> {
             .collect();
         let after = rodata.get(digits_at + digits.len()).copied();
         if !digits.is_empty() && matches!(after, Some(0) | Some(b'+')) {
-            if let Some(micro) = std::str::from_utf8(&digits).ok().and_then(|s| s.parse().ok()) {
+            if let Some(micro) = std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
                 return Some(micro);
             }
         }
         start = digits_at;
     }
     None
+}
+
+/// The single `PY_VERSION_HEX` for `major.minor` loaded by a `mov r32, imm32` in `.text`.
+fn find_version_hex(elf: &ElfInput<'_>, major: u8, minor: u8) -> Option<PyVersion> {
+    let text = elf.file().section_by_name(".text")?.data().ok()?;
+    let mut found = std::collections::BTreeSet::new();
+    for window in text.windows(5) {
+        let is_mov = (0xb8..=0xbf).contains(&window[0]);
+        if is_mov && window[4] == major && window[3] == minor {
+            let hex = u32::from_le_bytes([window[1], window[2], window[3], window[4]]);
+            if matches!((hex >> 4) & 0xf, 0xa | 0xb | 0xc | 0xf) {
+                found.insert(hex);
+            }
+        }
+    }
+    match found.len() {
+        1 => found.first().map(|&hex| PyVersion::from_hex(hex)),
+        _ => None,
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

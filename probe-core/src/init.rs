@@ -1,0 +1,62 @@
+//! The ELF constructor: runs when the loader maps the runtime, before
+//! libpython's `Py_Initialize`, and wires the runtime into the rewritten
+//! library (or does nothing at all in a vanilla process).
+
+use crate::config::Config;
+use crate::descriptor::LiveDescriptor;
+use crate::frozen_table::FrozenTableError;
+use crate::runtime::{self, rt_dispatch, rt_hook, Runtime};
+use crate::{frozen, pymodule, scan};
+
+/// Registered in `.init_array`; the loader calls it after relocating every object.
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = retrace_rt_constructor;
+
+extern "C" fn retrace_rt_constructor() {
+    // A panic must not unwind into the loader.
+    let _ = std::panic::catch_unwind(start);
+}
+
+fn warn(message: std::fmt::Arguments<'_>) {
+    eprintln!("retrace runtime: {message}");
+}
+
+fn start() {
+    let config = Config::from_env();
+    let (found, rejected) = scan::locate();
+    for (candidate, error) in &rejected {
+        warn(format_args!(
+            "ignoring descriptor at {:#x} in {:?}: {error}",
+            candidate.address, candidate.object
+        ));
+    }
+    let descriptor = match found {
+        Some(d) => d,
+        None if config.standalone => match LiveDescriptor::standalone() {
+            Ok(d) => d,
+            Err(e) => {
+                warn(format_args!("standalone descriptor rejected: {e}"));
+                return;
+            }
+        },
+        // A vanilla process: stay completely inert.
+        None => return,
+    };
+    let Some(rt) = runtime::install(Runtime::new(descriptor)) else {
+        return;
+    };
+    let d = rt.descriptor();
+    // Entry points first, then the flags that make trampolines call them.
+    d.set_entry_points(rt_dispatch as *const () as u64, rt_hook as *const () as u64);
+    d.set_hooks_enabled(config.hooks_enabled());
+    d.set_slow_path(config.slow_path);
+    if !pymodule::register() {
+        warn(format_args!("PyImport_AppendInittab(\"_retrace\") failed"));
+    }
+    match frozen::install() {
+        // Expected on 3.13+ (reported by `_retrace._descriptor()["frozen_retrace"]`).
+        Ok(()) | Err(FrozenTableError::UnsupportedVersion(_)) => {}
+        Err(e) => warn(format_args!("frozen module retrace not installed: {e}")),
+    }
+}

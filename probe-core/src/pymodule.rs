@@ -1,0 +1,319 @@
+//! The builtin module `_retrace`: private functions over the runtime's state.
+//!
+//! Single-phase initialisation for now; the spec later wants per-interpreter
+//! module state (multi-phase init with `m_size > 0`). Every function copies
+//! what it reports out of the runtime first and only then creates Python
+//! objects, so no runtime lock is held while Python code could run.
+
+use crate::events::kind_name;
+use crate::location::{register_name, Location};
+use crate::runtime::{self, Runtime};
+use pyo3_ffi::*;
+use std::ffi::{c_char, c_int, CString};
+use std::ptr::{addr_of_mut, null_mut};
+
+const MODULE_DOC: &std::ffi::CStr = c"Private interface of the retrace runtime (libretrace_rt.so).
+
+This module exists in an interpreter whose libpython was rewritten by the
+retrace rewriter. Its functions are for tests and diagnostics; the public
+API is the frozen module `retrace`.";
+
+/// The runtime, or a RuntimeError if there is none (cannot happen once the
+/// module is registered, since registration follows installation).
+unsafe fn runtime_or_error() -> Option<&'static Runtime> {
+    let rt = runtime::get();
+    if rt.is_none() {
+        // SAFETY: called with the GIL held from a module function.
+        unsafe {
+            PyErr_SetString(
+                PyExc_RuntimeError,
+                c"retrace runtime is not active".as_ptr(),
+            )
+        };
+    }
+    rt
+}
+
+/// Sets `dict[key] = value`, consuming both references; false on error.
+unsafe fn set_item(dict: *mut PyObject, key: *mut PyObject, value: *mut PyObject) -> bool {
+    let ok = !key.is_null()
+        && !value.is_null()
+        // SAFETY: dict, key and value are valid objects (checked non-null), GIL held.
+        && unsafe { PyDict_SetItem(dict, key, value) } == 0;
+    // SAFETY: we own these references (either may be NULL).
+    unsafe {
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+    }
+    ok
+}
+
+/// A dict from `(key, value)` pairs built by `make` (which returns new
+/// references, possibly NULL with an exception set); NULL on failure.
+unsafe fn dict_of<T>(
+    items: impl IntoIterator<Item = T>,
+    make: impl Fn(T) -> (*mut PyObject, *mut PyObject),
+) -> *mut PyObject {
+    // SAFETY: GIL held by the caller.
+    let mut dict = unsafe { PyDict_New() };
+    for item in items {
+        let (k, v) = make(item);
+        if dict.is_null() {
+            // Keep consuming so that pre-built values are released.
+            // SAFETY: we own k and v (either may be NULL).
+            unsafe {
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+            }
+            continue;
+        }
+        // SAFETY: dict is a valid dict; set_item consumes k and v.
+        if !unsafe { set_item(dict, k, v) } {
+            // SAFETY: we own `dict`.
+            unsafe { Py_DECREF(dict) };
+            dict = null_mut();
+        }
+    }
+    dict
+}
+
+unsafe fn int(v: u64) -> *mut PyObject {
+    // SAFETY: GIL held by the caller.
+    unsafe { PyLong_FromUnsignedLongLong(v) }
+}
+
+unsafe fn text(s: &str) -> *mut PyObject {
+    match CString::new(s) {
+        // SAFETY: GIL held by the caller; NUL-terminated string.
+        Ok(c) => unsafe { PyUnicode_FromString(c.as_ptr()) },
+        Err(_) => {
+            // SAFETY: GIL held by the caller.
+            unsafe { PyErr_SetString(PyExc_ValueError, c"string with NUL".as_ptr()) };
+            null_mut()
+        }
+    }
+}
+
+unsafe fn counts_dict(counts: [u64; 256]) -> *mut PyObject {
+    let nonzero = counts.into_iter().enumerate().filter(|&(_, n)| n != 0);
+    // SAFETY: GIL held by the caller.
+    unsafe { dict_of(nonzero, |(op, n)| (int(op as u64), int(n))) }
+}
+
+unsafe extern "C" fn dispatch_counts(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        counts_dict(rt.descriptor().dispatch_counts())
+    }
+}
+
+unsafe extern "C" fn slow_path_counts(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        counts_dict(rt.slow_path_counts())
+    }
+}
+
+unsafe extern "C" fn reset_dispatch_counts(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        rt.reset_dispatch_counts();
+        let none = Py_None();
+        Py_INCREF(none);
+        none
+    }
+}
+
+unsafe extern "C" fn hook_counts(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        dict_of(rt.hook_counts(), |(kind, n)| {
+            (text(kind_name(kind)), int(n))
+        })
+    }
+}
+
+unsafe extern "C" fn live_frames(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        let n = rt.live_frames();
+        int(n as u64)
+    }
+}
+
+/// `None`, `("reg", name)` or `("stack", offset)`.
+unsafe fn location_object(location: Location) -> *mut PyObject {
+    // SAFETY: GIL held by the caller; format strings match the arguments.
+    unsafe {
+        match location {
+            Location::Unavailable => {
+                let none = Py_None();
+                Py_INCREF(none);
+                none
+            }
+            Location::Reg(n) => {
+                let name = CString::new(register_name(n)).unwrap_or_default();
+                Py_BuildValue(c"(ss)".as_ptr(), c"reg".as_ptr(), name.as_ptr())
+            }
+            Location::Stack(off) => {
+                Py_BuildValue(c"(si)".as_ptr(), c"stack".as_ptr(), off as c_int)
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn descriptor(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        let Some(rt) = runtime_or_error() else {
+            return null_mut();
+        };
+        let d = rt.descriptor();
+        let info = d.info().clone();
+        let (slow_path, hooks_enabled) = (d.slow_path(), d.hooks_enabled());
+        let registers = dict_of(info.layout.entries(), |(name, loc)| {
+            (text(name), location_object(loc))
+        });
+        if registers.is_null() {
+            return null_mut();
+        }
+        let hooks = PyList_New(0);
+        if hooks.is_null() {
+            Py_DECREF(registers);
+            return null_mut();
+        }
+        for hook in &info.hooks {
+            let name =
+                CString::new(hook.kind.map(kind_name).unwrap_or("unknown")).unwrap_or_default();
+            let item = Py_BuildValue(
+                c"(sIK)".as_ptr(),
+                name.as_ptr(),
+                hook.arg as std::ffi::c_uint,
+                hook.address as std::ffi::c_ulonglong,
+            );
+            if item.is_null() || PyList_Append(hooks, item) != 0 {
+                Py_XDECREF(item);
+                Py_DECREF(hooks);
+                Py_DECREF(registers);
+                return null_mut();
+            }
+            Py_DECREF(item);
+        }
+        let frozen = crate::frozen::installed();
+        let entries: [(&str, *mut PyObject); 10] = [
+            ("py_version_hex", int(u64::from(info.py_version_hex))),
+            ("hook_count", int(info.hooks.len() as u64)),
+            ("registers", registers),
+            ("hooks", hooks),
+            ("input_sha256", text(&info.sha256_hex())),
+            ("load_bias", int(info.load_bias)),
+            ("standalone", PyBool_FromLong(c_long_from(info.standalone))),
+            ("slow_path", int(slow_path)),
+            ("hooks_enabled", int(hooks_enabled)),
+            ("frozen_retrace", PyBool_FromLong(c_long_from(frozen))),
+        ];
+        dict_of(entries, |(key, value)| (text(key), value))
+    }
+}
+
+fn c_long_from(b: bool) -> std::ffi::c_long {
+    std::ffi::c_long::from(b)
+}
+
+const fn method(
+    name: &'static std::ffi::CStr,
+    f: PyCFunction,
+    doc: &'static std::ffi::CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: PyMethodDefPointer { PyCFunction: f },
+        ml_flags: METH_NOARGS,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+static mut METHODS: [PyMethodDef; 7] = [
+    method(
+        c"_dispatch_counts",
+        dispatch_counts,
+        c"{opcode: count} of dispatches counted inline by the stubs (non-zero entries).",
+    ),
+    method(
+        c"_slow_path_counts",
+        slow_path_counts,
+        c"{opcode: count} of dispatches that reached the runtime (non-zero entries).",
+    ),
+    method(
+        c"_reset_dispatch_counts",
+        reset_dispatch_counts,
+        c"Zero the inline and slow-path dispatch counters.",
+    ),
+    method(
+        c"_hook_counts",
+        hook_counts,
+        c"{hook kind: count} of hook calls that reached the runtime.",
+    ),
+    method(
+        c"_live_frames",
+        live_frames,
+        c"Number of frames in the runtime's frame side table.",
+    ),
+    method(
+        c"_descriptor",
+        descriptor,
+        c"The rewritten library's descriptor as a dict.",
+    ),
+    PyMethodDef::zeroed(),
+];
+
+static mut MODULE_DEF: PyModuleDef = PyModuleDef {
+    m_base: PyModuleDef_HEAD_INIT,
+    m_name: c"_retrace".as_ptr(),
+    m_doc: MODULE_DOC.as_ptr(),
+    m_size: -1,
+    // Set in `init_module` (a static initialiser cannot take the address of a `static mut`
+    // on the workspace's minimum Rust version).
+    m_methods: null_mut(),
+    m_slots: null_mut(),
+    m_traverse: None,
+    m_clear: None,
+    m_free: None,
+};
+
+/// The init function registered with `PyImport_AppendInittab`.
+pub unsafe extern "C" fn init_module() -> *mut PyObject {
+    // SAFETY: called by the import system with the GIL held; MODULE_DEF is
+    // only ever handed to CPython, which owns its mutable header from then on.
+    unsafe {
+        let def = addr_of_mut!(MODULE_DEF);
+        (*def).m_methods = addr_of_mut!(METHODS).cast::<PyMethodDef>();
+        PyModule_Create2(def, PYTHON_API_VERSION)
+    }
+}
+
+/// The module name as registered.
+pub const MODULE_NAME: &std::ffi::CStr = c"_retrace";
+
+/// Registers `_retrace` as a builtin module; must run before `Py_Initialize`.
+pub fn register() -> bool {
+    // SAFETY: PyImport_AppendInittab only touches libpython's static data,
+    // initialised by the loader before any constructor runs; the name is a
+    // static string.
+    unsafe { PyImport_AppendInittab(MODULE_NAME.as_ptr() as *const c_char, Some(init_module)) == 0 }
+}

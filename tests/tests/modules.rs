@@ -1,0 +1,78 @@
+//! Start-up of the instrumented interpreter: `_retrace` is a builtin module,
+//! `retrace` imports from anywhere (also under `-I -S`), vanilla CPython is
+//! unchanged, and the frame-link hooks report real frame events.
+
+use retrace_tests::{instrumented_312, run, run_ok, scripts_dir, vanilla_python};
+
+const SHAPE: &str = "import sys, importlib.util as u\n\
+print('_retrace' in sys.builtin_module_names, 'retrace' in sys.builtin_module_names)\n\
+s1 = u.find_spec('_retrace'); s2 = u.find_spec('retrace')\n\
+print(s1 and s1.origin, s2 and s2.origin)\n";
+
+#[test]
+fn retrace_modules_are_available_when_instrumented() {
+    let inst = instrumented_312();
+    let out = run_ok(&inst.launcher, &["-c", SHAPE], &[], None);
+    assert_eq!(out, "True False\nbuilt-in frozen\n");
+}
+
+#[test]
+fn vanilla_interpreter_is_unchanged() {
+    let inst = instrumented_312();
+    let vanilla = vanilla_python(&inst.install, &inst.series);
+    let out = run_ok(&vanilla, &["-c", SHAPE], &[], None);
+    assert_eq!(out, "False False\nNone None\n");
+}
+
+#[test]
+fn retrace_imports_under_isolated_mode_from_any_directory() {
+    let inst = instrumented_312();
+    let cwd = tempfile::tempdir().unwrap();
+    // A decoy on sys.path must lose against the frozen module.
+    std::fs::write(cwd.path().join("retrace.py"), "raise SystemExit('decoy imported')\n").unwrap();
+    for args in [
+        vec!["-I", "-S", "-c", "import retrace, _retrace; print(retrace.__spec__.origin)"],
+        vec!["-c", "import retrace; print(retrace.__spec__.origin)"],
+    ] {
+        let out = run_ok(&inst.launcher, &args, &[], Some(cwd.path()));
+        assert_eq!(out.trim(), "frozen", "{args:?}");
+    }
+    let out = run(
+        &inst.launcher,
+        &["-I", "-S", "-c", "import retrace"],
+        &[("PYTHONPATH", cwd.path().to_str().unwrap())],
+        Some(std::path::Path::new("/")),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn frame_hooks_see_every_inlined_call() {
+    let inst = instrumented_312();
+    let script = scripts_dir().join("hook_events.py");
+    let out = run_ok(
+        &inst.launcher,
+        &[script.to_str().unwrap()],
+        &[("RETRACE_HOOKS", "1")],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let extra = &v["extra"];
+    // 100 * 10 extra Python calls, each inlined by CALL_PY_EXACT_ARGS.
+    assert_eq!(extra["start_frame"], 1000, "{out}");
+    assert_eq!(extra["frame_clear_and_pop"], 1000, "{out}");
+    assert_eq!(extra["current_frame_store"], 2000, "{out}");
+    assert_eq!(v["live_before"], v["live_after"], "side table leaks frames: {out}");
+}
+
+#[test]
+fn hooks_are_off_by_default() {
+    let inst = instrumented_312();
+    let out = run_ok(
+        &inst.launcher,
+        &["-c", "import _retrace; print(sum(_retrace._hook_counts().values()))"],
+        &[],
+        None,
+    );
+    assert_eq!(out.trim(), "0");
+}
