@@ -169,6 +169,7 @@ def load_workloads(only: Optional[List[str]]) -> List[Workload]:
 def bench_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"  # deterministic str hashing => deterministic work
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the tree; every run does the same work
     env.pop("PYTHONDEVMODE", None)
     env.pop("PYTHONTRACEMALLOC", None)
     return env

@@ -298,9 +298,8 @@ def run_regrtest(
     junit = os.path.join(workdir, "%s.%s.xml" % (module, tag))
     log = os.path.join(workdir, "%s.%s.log" % (module, tag))
     cwd = os.path.join(workdir, "%s.%s.cwd" % (module, tag))
-    for stale in (junit,):
-        if os.path.exists(stale):
-            os.unlink(stale)
+    if os.path.exists(junit):
+        os.unlink(junit)  # never parse a stale file from an earlier run
     os.makedirs(cwd, exist_ok=True)
     cmd = [interp, "-m", "test", module, "--junit-xml", junit]
     if match_ids:

@@ -35,7 +35,9 @@ pub fn find_install(series: &str) -> Option<PathBuf> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(&format!("{series}.")))
-                    && p.join("lib").join(format!("libpython{series}.so.1.0")).is_file()
+                    && p.join("lib")
+                        .join(format!("libpython{series}.so.1.0"))
+                        .is_file()
             })
             .collect();
         found.sort();
@@ -59,7 +61,9 @@ pub fn require_install(series: &str) -> PathBuf {
 }
 
 pub fn libpython(install: &Path, series: &str) -> PathBuf {
-    install.join("lib").join(format!("libpython{series}.so.1.0"))
+    install
+        .join("lib")
+        .join(format!("libpython{series}.so.1.0"))
 }
 
 pub fn vanilla_python(install: &Path, series: &str) -> PathBuf {

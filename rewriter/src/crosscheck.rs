@@ -78,9 +78,8 @@ impl CrossDecoder {
                 for op in x86.operands() {
                     match op.op_type {
                         X86OperandType::Mem(m) if m.base() == rip => {
-                            rip_target = Some(
-                                (insn.address() as i64 + insn.len() as i64 + m.disp()) as u64,
-                            );
+                            rip_target =
+                                Some((insn.address() as i64 + insn.len() as i64 + m.disp()) as u64);
                         }
                         X86OperandType::Imm(v) => imm = Some(v),
                         _ => {}

@@ -45,7 +45,9 @@ pub fn default_python(input: &Path, series: (u8, u8)) -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    prefix.join("bin").join(format!("python{}.{}", series.0, series.1))
+    prefix
+        .join("bin")
+        .join(format!("python{}.{}", series.0, series.1))
 }
 
 /// The runtime library shipped next to this executable (cargo puts both in `target/<profile>`).
@@ -236,12 +238,23 @@ pub fn instrument(
 
     let t = Instant::now();
     progress("verifying the rewritten library");
+    if let Ok(p) = std::env::var("REWRITER_DEBUG_DUMP") {
+        let _ = std::fs::write(p, &output);
+    }
     let report = verify(&output, &manifest, Some(&input)).map_err(RewriteError::Verify)?;
     timings.push(("verify", t.elapsed()));
 
     let t = Instant::now();
     progress(&format!("writing {}", opts.out_dir.display()));
-    publish(opts, &manifest, &output, &runtime, &python, &launcher_name, &analysis)?;
+    publish(
+        opts,
+        &manifest,
+        &output,
+        &runtime,
+        &python,
+        &launcher_name,
+        &analysis,
+    )?;
     timings.push(("write", t.elapsed()));
     timings.push(("total", t0.elapsed()));
     Ok(InstrumentReport {
@@ -296,7 +309,9 @@ fn publish(
     let staging = tempfile::Builder::new()
         .prefix(".rewriter-staging-")
         .tempdir_in(&parent)
-        .map_err(|e| RewriteError::output(&parent, format!("cannot create a staging folder: {e}")))?;
+        .map_err(|e| {
+            RewriteError::output(&parent, format!("cannot create a staging folder: {e}"))
+        })?;
     let root = staging.path();
     let lib = root.join("lib");
     let bin = root.join("bin");
@@ -308,7 +323,10 @@ fn publish(
     write_file(&lib.join(retrace_abi::RUNTIME_SONAME), &rt, 0o755)?;
     let script = launcher::script(python, &analysis.version.to_string());
     write_file(&bin.join(launcher_name), script.as_bytes(), 0o755)?;
-    for alias in [format!("python{}", analysis.version.major), "python".to_string()] {
+    for alias in [
+        format!("python{}", analysis.version.major),
+        "python".to_string(),
+    ] {
         std::os::unix::fs::symlink(launcher_name, bin.join(alias))
             .map_err(|e| RewriteError::output(&bin, e))?;
     }

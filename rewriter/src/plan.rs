@@ -33,6 +33,9 @@ pub struct Plan {
     pub hooks: Vec<PlannedHook>,
 }
 
+/// `PlannedHook::arg` when no register holds the value.
+pub const NO_REGISTER: u32 = u32::MAX;
+
 /// Why a plan cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -77,13 +80,16 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
             HookKind::ThrowEntry => (RtHook::ThrowEntry, frame_reg, true),
             HookKind::EvalBreaker => (RtHook::EvalBreaker, frame_reg, true),
             HookKind::CurrentFrameStore => {
+                // A store from a general-purpose register names it; the entry push
+                // of 3.12 is an SSE store of two fields (`movaps`), whose value the
+                // runtime cannot read from the saved registers.
                 let value = analysis
                     .frame_links
                     .current_frame_stores
                     .iter()
                     .find(|s| s.address == site.point.address)
                     .map(|s| s.value.number() as u32)
-                    .ok_or_else(|| PlanError::UnknownHook(site.point.address, site.what.clone()))?;
+                    .unwrap_or(NO_REGISTER);
                 (RtHook::CurrentFrameStore, value, true)
             }
             HookKind::FunctionEntry => {

@@ -23,7 +23,12 @@ pub fn render(a: &Analysis) -> String {
         a.library.build_id.as_deref().unwrap_or("-"),
         a.library.sha256
     );
-    let _ = writeln!(s, "version     CPython {} (Py_Version {:#010x})", a.version, a.version.hex());
+    let _ = writeln!(
+        s,
+        "version     CPython {} (Py_Version {:#010x})",
+        a.version,
+        a.version.hex()
+    );
     let ranges: Vec<String> = a
         .eval
         .ranges
@@ -65,12 +70,20 @@ pub fn render(a: &Analysis) -> String {
                 }
             );
         }
-        let unknown = t.entries.iter().filter(|e| e.kind == TableEntryKind::Unknown).count();
+        let unknown = t
+            .entries
+            .iter()
+            .filter(|e| e.kind == TableEntryKind::Unknown)
+            .count();
         let _ = writeln!(s, "  ({unknown} slots lead to _unknown_opcode)");
     }
     if let Some(m) = &a.opcode_meta {
         let with_caches = m.caches.iter().filter(|c| **c > 0).count();
-        let _ = writeln!(s, "\nopcode meta: {with_caches} opcodes with inline caches, deopt map of {} entries", m.deopt.len());
+        let _ = writeln!(
+            s,
+            "\nopcode meta: {with_caches} opcodes with inline caches, deopt map of {} entries",
+            m.deopt.len()
+        );
     }
 
     let _ = writeln!(s, "\ndispatch sites: {}", a.dispatch_sites.len());
@@ -114,15 +127,27 @@ pub fn render(a: &Analysis) -> String {
     let fl = &a.frame_links;
     let _ = writeln!(s, "\nframe links:");
     for st in &fl.current_frame_stores {
-        let line = st.line.as_ref().map(|l| format!("{}:{}", l.file, l.line)).unwrap_or_default();
+        let line = st
+            .line
+            .as_ref()
+            .map(|l| format!("{}:{}", l.file, l.line))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
             "  current-frame store {:#x} ({} bytes) {} <- {} {}",
-            st.address, st.len, st.destination, st.value.name(), line
+            st.address,
+            st.len,
+            st.destination,
+            st.value.name(),
+            line
         );
     }
     for f in &fl.functions {
-        let _ = writeln!(s, "  function {:?} {} at {:#x} ({} bytes)", f.role, f.name, f.address, f.size);
+        let _ = writeln!(
+            s,
+            "  function {:?} {} at {:#x} ({} bytes)",
+            f.role, f.name, f.address, f.size
+        );
     }
     for l in &fl.labels {
         let _ = writeln!(s, "  label {:?} {} at {:#x}", l.role, l.name, l.address);
@@ -140,8 +165,17 @@ pub fn render(a: &Analysis) -> String {
     }
     let _ = writeln!(s, "\nstruct offsets:");
     for (name, layout) in &a.offsets.structs {
-        let fields: Vec<String> = layout.fields.iter().map(|(f, o)| format!("{f}={o:#x}")).collect();
-        let _ = writeln!(s, "  {name} (size {:#x}): {}", layout.size, fields.join(" "));
+        let fields: Vec<String> = layout
+            .fields
+            .iter()
+            .map(|(f, o)| format!("{f}={o:#x}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {name} (size {:#x}): {}",
+            layout.size,
+            fields.join(" ")
+        );
     }
     s
 }

@@ -51,7 +51,14 @@ impl<'a> Image<'a> {
     }
 
     fn bytes_at(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
+        use object::read::elf::SectionHeader;
+        let endian = self.file.endian();
         for s in self.file.sections() {
+            let header = s.elf_section_header();
+            let allocated = header.sh_flags(endian).contains(object::elf::SHF_ALLOC);
+            if !allocated || header.sh_type(endian) == object::elf::SHT_NOBITS {
+                continue;
+            }
             let (start, size) = (s.address(), s.size());
             if addr >= start && addr + len as u64 <= start + size {
                 let data = s.data().ok()?;
@@ -152,7 +159,11 @@ pub fn verify(
                 "stub of opcode {} at {:#x} does not decode as expected: {}",
                 s.opcode,
                 s.stub,
-                insns.iter().map(|i| i.normalised()).collect::<Vec<_>>().join("; ")
+                insns
+                    .iter()
+                    .map(|i| i.normalised())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         if let Some(orig) = &orig {
@@ -180,7 +191,8 @@ pub fn verify(
             .bytes_at(h.site, len)
             .ok_or_else(|| format!("hook site {:#x} not in the output", h.site))?;
         let jump = cs.decode(&site[..5], h.site)?;
-        if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(h.trampoline as i64) {
+        if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(h.trampoline as i64)
+        {
             return fail(format!(
                 "hook site {:#x} ({}) does not jump to its trampoline {:#x}",
                 h.site, h.what, h.trampoline
@@ -204,8 +216,14 @@ pub fn verify(
                 b.join("; ")
             ));
         }
-        let back = cs.decode(&moved_bytes[h.displaced_len..], h.displaced_address + h.displaced_len as u64)?;
-        if back.len() != 1 || back[0].mnemonic != "jmp" || back[0].imm != Some((h.site + len as u64) as i64) {
+        let back = cs.decode(
+            &moved_bytes[h.displaced_len..],
+            h.displaced_address + h.displaced_len as u64,
+        )?;
+        if back.len() != 1
+            || back[0].mnemonic != "jmp"
+            || back[0].imm != Some((h.site + len as u64) as i64)
+        {
             return fail(format!(
                 "hook {:#x}: trampoline does not return to {:#x}",
                 h.site,
@@ -268,7 +286,12 @@ pub fn verify(
 }
 
 /// Decode at least `n` instructions from the start of `bytes`.
-fn decode_prefix(cs: &CrossDecoder, bytes: &[u8], addr: u64, n: usize) -> Result<Vec<Decoded>, String> {
+fn decode_prefix(
+    cs: &CrossDecoder,
+    bytes: &[u8],
+    addr: u64,
+    n: usize,
+) -> Result<Vec<Decoded>, String> {
     let mut out = Vec::new();
     let mut off = 0usize;
     while out.len() < n {
@@ -292,7 +315,8 @@ fn decode_prefix(cs: &CrossDecoder, bytes: &[u8], addr: u64, n: usize) -> Result
 
 fn needed_libraries(data: &[u8]) -> Result<Vec<String>, String> {
     use object::read::elf::{Dyn, FileHeader, SectionHeader};
-    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let header =
+        object::elf::FileHeader64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
     let sections = header.sections(endian, data).map_err(|e| e.to_string())?;
     let mut out = Vec::new();

@@ -37,7 +37,11 @@ fn find_lib(series: &str) -> Option<PathBuf> {
             let n = e.file_name().to_string_lossy().to_string();
             n == series || n.starts_with(&format!("{series}."))
         })
-        .map(|e| e.path().join("lib").join(format!("libpython{series}.so.1.0")))
+        .map(|e| {
+            e.path()
+                .join("lib")
+                .join(format!("libpython{series}.so.1.0"))
+        })
         .filter(|p| p.is_file())
         .collect();
     found.sort();
@@ -65,7 +69,11 @@ fn offsets(series: (u8, u8)) -> StructOffsets {
             l.fields.insert(f.to_string(), *o);
         }
     };
-    let instr = if series == (3, 13) { "instr_ptr" } else { "prev_instr" };
+    let instr = if series == (3, 13) {
+        "instr_ptr"
+    } else {
+        "prev_instr"
+    };
     put(
         "_PyInterpreterFrame",
         &[(instr, 0x38), ("stacktop", 0x40), ("localsplus", 0x48)],
@@ -73,13 +81,17 @@ fn offsets(series: (u8, u8)) -> StructOffsets {
     match series {
         (3, 11) => {
             put("_PyCFrame", &[("current_frame", 0x8)]);
-            put("_ts", &[("cframe", 0x38)]);
+            // Not in DESIGN-NOTES §5; read from the 3.11.7 disassembly (`mov %edx,0x20(%r12)`).
+            put("_ts", &[("cframe", 0x38), ("recursion_remaining", 0x20)]);
         }
         (3, 12) => {
             put("_PyCFrame", &[("current_frame", 0x0)]);
             put("_ts", &[("cframe", 0x38), ("py_recursion_remaining", 0x1c)]);
         }
-        _ => put("_ts", &[("current_frame", 0x48), ("py_recursion_remaining", 0x2c)]),
+        _ => put(
+            "_ts",
+            &[("current_frame", 0x48), ("py_recursion_remaining", 0x2c)],
+        ),
     }
     s
 }
@@ -113,7 +125,11 @@ fn symbol_map(file: &ElfFile64<'_>) -> HashMap<String, (u64, u64)> {
 }
 
 /// DWARF labels of the eval function (names from the version profile).
-fn dwarf_labels(file: &ElfFile64<'_>, profile: &VersionProfile, eval: &EvalFunction) -> Vec<LabelSite> {
+fn dwarf_labels(
+    file: &ElfFile64<'_>,
+    profile: &VersionProfile,
+    eval: &EvalFunction,
+) -> Vec<LabelSite> {
     let load = |id: gimli::SectionId| -> Result<gimli::EndianSlice<'_, gimli::LittleEndian>, gimli::Error> {
         let data = file
             .section_by_name(id.name())
@@ -125,7 +141,9 @@ fn dwarf_labels(file: &ElfFile64<'_>, profile: &VersionProfile, eval: &EvalFunct
     let mut out = Vec::new();
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         let is_ceval = unit
             .name
             .is_some_and(|n| String::from_utf8_lossy(n.slice()).ends_with("ceval.c"));
@@ -137,10 +155,16 @@ fn dwarf_labels(file: &ElfFile64<'_>, profile: &VersionProfile, eval: &EvalFunct
             if entry.tag() != gimli::DW_TAG_label {
                 continue;
             }
-            let (Some(name), Some(low)) = (entry.attr_value(gimli::DW_AT_name), entry.attr_value(gimli::DW_AT_low_pc)) else {
+            let (Some(name), Some(low)) = (
+                entry.attr_value(gimli::DW_AT_name),
+                entry.attr_value(gimli::DW_AT_low_pc),
+            ) else {
                 continue;
             };
-            let (Ok(name), Ok(Some(addr))) = (dwarf.attr_string(&unit, name), dwarf.attr_address(&unit, low)) else {
+            let (Ok(name), Ok(Some(addr))) = (
+                dwarf.attr_string(&unit, name),
+                dwarf.attr_address(&unit, low),
+            ) else {
                 continue;
             };
             let name = String::from_utf8_lossy(name.slice()).to_string();
@@ -166,9 +190,15 @@ fn build_inputs(lib: &Lib, file: &ElfFile64<'_>, with_labels: bool) -> Inputs {
         .expect("profile");
     let syms = symbol_map(file);
     let (ea, es) = syms[profile.eval_function];
-    let mut ranges = vec![AddrRange { start: ea, end: ea + es }];
+    let mut ranges = vec![AddrRange {
+        start: ea,
+        end: ea + es,
+    }];
     if let Some((ca, cs)) = syms.get(&format!("{}.cold", profile.eval_function)) {
-        ranges.push(AddrRange { start: *ca, end: ca + cs });
+        ranges.push(AddrRange {
+            start: *ca,
+            end: ca + cs,
+        });
     }
     let eval = EvalFunction {
         symbol: profile.eval_function.to_string(),
@@ -254,7 +284,13 @@ fn build_inputs(lib: &Lib, file: &ElfFile64<'_>, with_labels: bool) -> Inputs {
     }
 }
 
-fn run(lib: &Lib, with_labels: bool) -> (Result<CodeFacts, symbols::code::CodeError>, std::time::Duration) {
+fn run(
+    lib: &Lib,
+    with_labels: bool,
+) -> (
+    Result<CodeFacts, symbols::code::CodeError>,
+    std::time::Duration,
+) {
     let file = ElfFile64::<object::Endianness>::parse(&lib.data[..]).expect("elf");
     let inputs = build_inputs(lib, &file, with_labels);
     let image = CodeImage::from_elf(&file);
@@ -286,8 +322,15 @@ fn py312_dispatch_layout_stores_and_hooks() {
     }
     assert_eq!(facts.dispatch_sites.len(), 191);
     assert!(facts.dispatch_sites.iter().all(|s| s.base == Gpr::Rdi));
-    let with_gap = facts.dispatch_sites.iter().filter(|s| s.jump - s.load > 4).count();
-    assert_eq!(with_gap, 6, "sites with an instruction between load and jump");
+    let with_gap = facts
+        .dispatch_sites
+        .iter()
+        .filter(|s| s.jump - s.load > 4)
+        .count();
+    assert_eq!(
+        with_gap, 6,
+        "sites with an instruction between load and jump"
+    );
 
     let r = &facts.registers;
     assert_eq!(r.frame, Location::Reg(Gpr::Rbx));
@@ -303,7 +346,11 @@ fn py312_dispatch_layout_stores_and_hooks() {
         assert!(!r.dead_everywhere.contains(&g));
     }
 
-    let stores: BTreeSet<u64> = facts.current_frame_stores.iter().map(|s| s.address).collect();
+    let stores: BTreeSet<u64> = facts
+        .current_frame_stores
+        .iter()
+        .map(|s| s.address)
+        .collect();
     let expected: BTreeSet<u64> = [
         0x10c43e, 0x10c8a4, 0x10cc58, 0x10d527, 0x1105d7, 0x110ac2, 0x112c52, 0x10e163, 0x115117,
         0x1139d1, 0x115413, 0x11420e,
@@ -311,7 +358,10 @@ fn py312_dispatch_layout_stores_and_hooks() {
     .into_iter()
     .collect();
     assert_eq!(stores, expected, "GPR stores to cframe.current_frame");
-    assert!(facts.current_frame_stores.iter().all(|s| s.len == 8 && s.destination == "[rsp+0x80]"));
+    assert!(facts
+        .current_frame_stores
+        .iter()
+        .all(|s| s.len == 8 && s.destination == "[rsp+0x80]"));
     let store_hooks: BTreeSet<u64> = facts
         .hooks
         .iter()
@@ -334,15 +384,26 @@ fn py312_dispatch_layout_stores_and_hooks() {
     assert_eq!(hook(HookKind::ThrowEntry).point.address, 0x10bee6);
     assert_eq!(hook(HookKind::EvalBreaker).point.address, 0x10c98d);
     assert_eq!(hook(HookKind::EvalEntry).point.address, 0x10bdc0);
-    let fn_hooks: Vec<&HookSite> = facts.hooks.iter().filter(|h| h.kind == HookKind::FunctionEntry).collect();
+    let fn_hooks: Vec<&HookSite> = facts
+        .hooks
+        .iter()
+        .filter(|h| h.kind == HookKind::FunctionEntry)
+        .collect();
     assert_eq!(fn_hooks.len(), 3, "ClearAndPop, PopFrame, Copy");
     let file = ElfFile64::<object::Endianness>::parse(&lib.data[..]).expect("elf");
     let image = CodeImage::from_elf(&file);
     for h in &facts.hooks {
         assert!(h.point.bytes.len() >= 5, "{h:?}");
-        assert_eq!(image.bytes(h.point.address, h.point.end()), Some(&h.point.bytes[..]));
+        assert_eq!(
+            image.bytes(h.point.address, h.point.end()),
+            Some(&h.point.bytes[..])
+        );
     }
-    let labels: BTreeMap<LabelRole, u64> = facts.extra_labels.iter().map(|l| (l.role, l.address)).collect();
+    let labels: BTreeMap<LabelRole, u64> = facts
+        .extra_labels
+        .iter()
+        .map(|l| (l.role, l.address))
+        .collect();
     assert_eq!(labels.get(&LabelRole::StartFrameChecked), Some(&0x10be99));
     assert_eq!(labels.get(&LabelRole::ThrowEntry), Some(&0x10bee6));
 }
@@ -375,7 +436,20 @@ fn other_versions_report() {
                     eprintln!("{series} evidence: {e}");
                 }
             }
-            Err(e) => eprintln!("{series}: analysis error: {e}"),
+            Err(e) => {
+                eprintln!("{series}: analysis error: {e}");
+                // The dispatch proof itself must hold on every version (DESIGN-NOTES §1).
+                use symbols::code::CodeError as E;
+                assert!(
+                    !matches!(
+                        e,
+                        E::NotTableDispatch { .. }
+                            | E::BranchToTarget { .. }
+                            | E::FallThroughToTarget { .. }
+                    ),
+                    "{series}: {e}"
+                );
+            }
         }
     }
 }
@@ -439,7 +513,8 @@ fn small(bytes: &'static [u8], table: &BTreeSet<u64>) -> (Listing, Cfg, Liveness
 }
 
 fn live_at(l: &Listing, c: &Cfg, lv: &Liveness, addr: u64) -> Vec<Gpr> {
-    lv.live_before(c, l.index_of(addr).expect("boundary")).gprs()
+    lv.live_before(c, l.index_of(addr).expect("boundary"))
+        .gprs()
 }
 
 #[test]
@@ -466,11 +541,16 @@ fn liveness_xor_idiom_and_calls() {
     static CODE: [u8; 11] = [0x31, 0xf6, 0xe8, 0, 0, 0, 0, 0x4c, 0x89, 0xe0, 0xc3];
     let (l, c, lv) = small(&CODE, &BTreeSet::new());
     let at_call = live_at(&l, &c, &lv, 0x1002);
-    assert!(at_call.contains(&Gpr::Rsi) && at_call.contains(&Gpr::Rdi) && at_call.contains(&Gpr::R12));
+    assert!(
+        at_call.contains(&Gpr::Rsi) && at_call.contains(&Gpr::Rdi) && at_call.contains(&Gpr::R12)
+    );
     assert!(!at_call.contains(&Gpr::Rax) && !at_call.contains(&Gpr::R10));
     let entry = live_at(&l, &c, &lv, 0x1000);
     assert!(!entry.contains(&Gpr::Rsi), "xor esi,esi only defines rsi");
-    assert!(entry.contains(&Gpr::Rbx), "callee-saved registers are used by ret");
+    assert!(
+        entry.contains(&Gpr::Rbx),
+        "callee-saved registers are used by ret"
+    );
     assert!(!lv.live_before(&c, 0).has_flags());
 }
 
@@ -481,12 +561,26 @@ fn liveness_flags_and_table_dispatch_successors() {
     // 1006: jne 0x100a          (75 02)      table target A: reads flags
     // 1008: mov r11, r9         (4d 89 cb)   (falls to B: not allowed for real code, fine here)
     // 100b: ret
-    static CODE: [u8; 12] = [0x48, 0x39, 0xd8, 0xff, 0x24, 0xcf, 0x75, 0x03, 0x4d, 0x89, 0xcb, 0xc3];
+    static CODE: [u8; 12] = [
+        0x48, 0x39, 0xd8, 0xff, 0x24, 0xcf, 0x75, 0x03, 0x4d, 0x89, 0xcb, 0xc3,
+    ];
     let table: BTreeSet<u64> = [0x1006].into_iter().collect();
     let (l, c, lv) = small(&CODE, &table);
-    assert!(lv.live_before(&c, l.index_of(0x1006).expect("a")).has_flags());
-    assert!(lv.live_before(&c, l.index_of(0x1003).expect("jmp")).has_flags(), "flags flow back over the dispatch edge");
-    assert!(!lv.live_before(&c, 0).has_flags(), "cmp defines all status flags");
+    assert!(lv
+        .live_before(&c, l.index_of(0x1006).expect("a"))
+        .has_flags());
+    assert!(
+        lv.live_before(&c, l.index_of(0x1003).expect("jmp"))
+            .has_flags(),
+        "flags flow back over the dispatch edge"
+    );
+    assert!(
+        !lv.live_before(&c, 0).has_flags(),
+        "cmp defines all status flags"
+    );
     let at_jump = live_at(&l, &c, &lv, 0x1003);
-    assert!(at_jump.contains(&Gpr::R9), "live at the target, so live before the dispatch");
+    assert!(
+        at_jump.contains(&Gpr::R9),
+        "live at the target, so live before the dispatch"
+    );
 }

@@ -380,7 +380,22 @@ fn full_analysis_reports_missing_code_analysis_as_error_or_succeeds_3_12() {
     // With machine-code analysis on, 3.12 (an Instrument version) either
     // succeeds completely or fails with an Analysis error naming that stage.
     let lib = require("3.12.1");
-    match analyze_file(&lib) {
+    let start = Instant::now();
+    let result = analyze_file(&lib);
+    eprintln!(
+        "full analysis of 3.12.1: {:?}, {}",
+        start.elapsed(),
+        match &result {
+            Ok(a) => format!(
+                "ok: {} dispatch sites, {} hooks, unsupported {:?}",
+                a.dispatch_sites.len(),
+                a.hooks.len(),
+                a.unsupported
+            ),
+            Err(e) => format!("error: {e}"),
+        }
+    );
+    match result {
         Ok(a) => {
             assert!(a.unsupported.is_empty(), "{:?}", a.unsupported);
             assert!(a.is_instrumentable());

@@ -1,7 +1,9 @@
 //! Bad input gets a one-line error naming the problem and the fix, a non-zero
 //! exit, and nothing written.
 
-use retrace_tests::{find_install, instrumented_312, libpython, require_install, rewriter, runtime_lib};
+use retrace_tests::{
+    find_install, instrumented_312, libpython, require_install, rewriter, runtime_lib,
+};
 use std::path::{Path, PathBuf};
 
 struct Case {
@@ -30,9 +32,17 @@ impl Case {
             rt.to_str().unwrap(),
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "must fail for {}: {stderr}", input.display());
+        assert!(
+            !out.status.success(),
+            "must fail for {}: {stderr}",
+            input.display()
+        );
         let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
-        assert_eq!(lines.len(), 1, "exactly one error line expected, got:\n{stderr}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "exactly one error line expected, got:\n{stderr}"
+        );
         assert!(
             lines[0].contains(needle),
             "error should mention {needle:?}: {}",
@@ -63,11 +73,14 @@ fn non_libpython_elf_executable() {
 
 #[test]
 fn non_libpython_shared_library() {
-    let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("libc.so.6 not found in the usual multiarch places");
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .expect("libc.so.6 not found in the usual multiarch places");
     Case::new().expect_failure(&libc, "not a libpython");
 }
 
@@ -131,7 +144,11 @@ fn unwritable_output_folder() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert_eq!(stderr.lines().filter(|l| l.contains("error")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{stderr}"
+    );
     assert!(stderr.contains("blocker"), "names the path: {stderr}");
     assert_eq!(std::fs::read(&blocker).unwrap(), b"");
 }
@@ -169,7 +186,11 @@ fn existing_output_needs_force() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success());
     assert!(stderr.contains("--force"), "{stderr}");
-    assert_eq!(std::fs::read(&manifest).unwrap(), before, "existing output untouched");
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        before,
+        "existing output untouched"
+    );
     assert!(run(true).status.success(), "--force replaces it");
 }
 
@@ -191,5 +212,8 @@ fn non_rewriter_folder_is_never_replaced() {
         "--force",
     ]);
     assert!(!out.status.success());
-    assert_eq!(std::fs::read(out_dir.join("precious.txt")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read(out_dir.join("precious.txt")).unwrap(),
+        b"keep"
+    );
 }

@@ -29,9 +29,18 @@ fn retrace_imports_under_isolated_mode_from_any_directory() {
     let inst = instrumented_312();
     let cwd = tempfile::tempdir().unwrap();
     // A decoy on sys.path must lose against the frozen module.
-    std::fs::write(cwd.path().join("retrace.py"), "raise SystemExit('decoy imported')\n").unwrap();
+    std::fs::write(
+        cwd.path().join("retrace.py"),
+        "raise SystemExit('decoy imported')\n",
+    )
+    .unwrap();
     for args in [
-        vec!["-I", "-S", "-c", "import retrace, _retrace; print(retrace.__spec__.origin)"],
+        vec![
+            "-I",
+            "-S",
+            "-c",
+            "import retrace, _retrace; print(retrace.__spec__.origin)",
+        ],
         vec!["-c", "import retrace; print(retrace.__spec__.origin)"],
     ] {
         let out = run_ok(&inst.launcher, &args, &[], Some(cwd.path()));
@@ -43,7 +52,11 @@ fn retrace_imports_under_isolated_mode_from_any_directory() {
         &[("PYTHONPATH", cwd.path().to_str().unwrap())],
         Some(std::path::Path::new("/")),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -62,7 +75,10 @@ fn frame_hooks_see_every_inlined_call() {
     assert_eq!(extra["start_frame"], 1000, "{out}");
     assert_eq!(extra["frame_clear_and_pop"], 1000, "{out}");
     assert_eq!(extra["current_frame_store"], 2000, "{out}");
-    assert_eq!(v["live_before"], v["live_after"], "side table leaks frames: {out}");
+    assert_eq!(
+        v["live_before"], v["live_after"],
+        "side table leaks frames: {out}"
+    );
 }
 
 #[test]
@@ -70,7 +86,10 @@ fn hooks_are_off_by_default() {
     let inst = instrumented_312();
     let out = run_ok(
         &inst.launcher,
-        &["-c", "import _retrace; print(sum(_retrace._hook_counts().values()))"],
+        &[
+            "-c",
+            "import _retrace; print(sum(_retrace._hook_counts().values()))",
+        ],
         &[],
         None,
     );

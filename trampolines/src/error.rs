@@ -12,7 +12,9 @@ pub enum CodegenError {
     Decode { address: u64, reason: String },
     #[error("displaced instruction at {address:#x} is a branch ({text}); it cannot be moved")]
     DisplacedBranch { address: u64, text: String },
-    #[error("cannot re-encode the displaced instructions of {address:#x} at {new_address:#x}: {reason}")]
+    #[error(
+        "cannot re-encode the displaced instructions of {address:#x} at {new_address:#x}: {reason}"
+    )]
     Reencode {
         address: u64,
         new_address: u64,

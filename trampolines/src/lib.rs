@@ -22,4 +22,6 @@ pub mod program;
 pub mod relocate;
 
 pub use error::CodegenError;
-pub use program::{generate, HookRequest, HookTrampoline, Program, ProgramInput, Stub, StubRequest};
+pub use program::{
+    generate, HookRequest, HookTrampoline, Program, ProgramInput, Stub, StubRequest,
+};

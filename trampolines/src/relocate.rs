@@ -7,10 +7,15 @@
 //! points made of straight-line instructions.
 
 use crate::error::CodegenError;
-use iced_x86::{BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, InstructionBlock};
+use iced_x86::{
+    BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, InstructionBlock,
+};
 
 /// Decode `bytes` (located at `address`) into whole instructions, refusing branches.
-pub fn decode_displaced(address: u64, bytes: &[u8]) -> Result<Vec<iced_x86::Instruction>, CodegenError> {
+pub fn decode_displaced(
+    address: u64,
+    bytes: &[u8],
+) -> Result<Vec<iced_x86::Instruction>, CodegenError> {
     let mut decoder = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE);
     let mut out = Vec::new();
     while decoder.can_decode() {

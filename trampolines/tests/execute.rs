@@ -134,23 +134,35 @@ fn stubs_count_and_slow_path_preserves_state() {
     assert_eq!(stub(5), 15);
     assert_eq!(stub(7), 21);
     assert_eq!(map.descriptor().dispatch_counts[200], 2);
-    assert_eq!(SEEN_OPCODE.load(Ordering::SeqCst), 0, "fast path must not call the runtime");
+    assert_eq!(
+        SEEN_OPCODE.load(Ordering::SeqCst),
+        0,
+        "fast path must not call the runtime"
+    );
 
     map.descriptor().slow_path = 1;
     let rsp_before: u64;
     // SAFETY: reads rsp only.
     unsafe { std::arch::asm!("mov {}, rsp", out(reg) rsp_before) };
-    assert_eq!(stub(10), 33, "the runtime's change of rdi must be restored into the handler");
+    assert_eq!(
+        stub(10),
+        33,
+        "the runtime's change of rdi must be restored into the handler"
+    );
     assert_eq!(SEEN_OPCODE.load(Ordering::SeqCst), 200);
     let seen_rsp = SEEN_RSP.load(Ordering::SeqCst);
     // The interrupted rsp is the stub's entry rsp: just below our frame.
-    assert!(seen_rsp < rsp_before && rsp_before - seen_rsp < 4096, "{seen_rsp:#x} vs {rsp_before:#x}");
+    assert!(
+        seen_rsp < rsp_before && rsp_before - seen_rsp < 4096,
+        "{seen_rsp:#x} vs {rsp_before:#x}"
+    );
     assert_eq!(map.descriptor().dispatch_counts[200], 3);
     let _ = SEEN_RBX.load(Ordering::SeqCst);
 
     // Hook: disabled -> original semantics, no runtime call.
     // SAFETY: the patched original code is an extern "C" fn(u64) -> u64.
-    let f: extern "C" fn(u64) -> u64 = unsafe { std::mem::transmute(map.addr(original_off) as usize) };
+    let f: extern "C" fn(u64) -> u64 =
+        unsafe { std::mem::transmute(map.addr(original_off) as usize) };
     assert_eq!(f(41), 42);
     assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 0);
     map.descriptor().hooks_enabled = 1 << 3;

@@ -146,7 +146,7 @@ pub fn dispatch_sites(
                 let r = gpr_of(jump.op0_register())
                     .ok_or_else(|| fail("jump register is not a GPR".into()))?;
                 let mut found = None;
-                for k in (blk.start..j).rev().take(2) {
+                for k in (blk.start..j).rev() {
                     if writes_gpr(&mut factory, &listing.insns[k], r) {
                         found = Some(k);
                         break;

@@ -120,7 +120,7 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
         },
     );
     let sites = dispatch_sites(listing, cfg, &table_h, inputs.line_at)?;
-    let liveness = Liveness::run(listing, cfg, true);
+    let liveness = Liveness::run(listing, cfg, false);
     let targets = table_targets(inputs.table);
     let all_targets: Vec<u64> = targets.keys().copied().collect();
     let real_targets: Vec<u64> = targets
@@ -187,8 +187,10 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
             &rsp,
             &tstate_h,
             body_rsp,
-            offset(inputs, "_ts", "cframe")?,
-            offset(inputs, "_PyCFrame", "current_frame")?,
+            (
+                offset(inputs, "_ts", "cframe")?,
+                offset(inputs, "_PyCFrame", "current_frame")?,
+            ),
             inputs.line_at,
         )?,
         CurrentFrameHome::ThreadStateField { field } => {
@@ -317,19 +319,23 @@ fn body_rsp(listing: &Listing, rsp: &[Option<i64>], real: &[u64]) -> Result<i64,
 }
 
 /// Documents whether treating rax as a call argument changes liveness at the targets.
-fn rax_note(listing: &Listing, cfg: &Cfg, with_rax: &Liveness, targets: &[u64]) -> String {
-    let without = Liveness::run(listing, cfg, false);
-    let differ = targets
+fn rax_note(listing: &Listing, cfg: &Cfg, without: &Liveness, targets: &[u64]) -> String {
+    let with = Liveness::run(listing, cfg, true);
+    let differ: Vec<String> = targets
         .iter()
         .filter_map(|t| listing.index_of(*t))
         .filter(|i| {
             let b = cfg.block_of_insn[*i];
-            with_rax.block_in[b] != without.block_in[b]
+            with.block_in[b] != without.block_in[b]
         })
-        .count();
+        .map(|i| format!("{:#x}", listing.insns[i].ip()))
+        .collect();
     format!(
-        "calls are assumed to read rax (variadic callees, conservative); this changes the live-in set at {differ} of {} targets",
-        targets.len()
+        "calls are assumed to read rdi, rsi, rdx, rcx, r8, r9 (not rax: al of variadic calls is set right before the call); \
+         assuming rax too would change the live-in set at {} of {} targets {}",
+        differ.len(),
+        targets.len(),
+        differ.join(" ")
     )
 }
 
@@ -341,9 +347,9 @@ fn indirect_calls(listing: &Listing) -> String {
         .map(|i| format!("{:#x}", i.ip()))
         .collect();
     format!(
-        "{} indirect calls (call reg / call [mem]) treated as ordinary calls: {}",
+        "{} indirect calls (call reg / call [mem]) treated as ordinary calls; first ones: {}",
         calls.len(),
-        calls.join(" ")
+        calls.iter().take(8).cloned().collect::<Vec<_>>().join(" ")
     )
 }
 

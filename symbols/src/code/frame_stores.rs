@@ -39,15 +39,15 @@ fn text(ins: &iced_x86::Instruction) -> String {
     s
 }
 
-/// Stores into the `_PyCFrame` local (3.11/3.12).
+/// Stores into the `_PyCFrame` local (3.11/3.12); the offsets are
+/// `(_ts.cframe, _PyCFrame.current_frame)`.
 pub fn cframe_local_stores(
     listing: &Listing,
     cfg: &Cfg,
     rsp: &[Option<i64>],
     tstate: &HolderAnalysis<'_>,
     body_rsp: i64,
-    ts_cframe: u64,
-    current_frame: u64,
+    (ts_cframe, current_frame): (u64, u64),
     line_at: &dyn Fn(u64) -> Option<SourceLine>,
 ) -> Result<FrameStores, CodeError> {
     let mut factory = InstructionInfoFactory::new();

@@ -89,9 +89,12 @@ pub fn rsp_offsets(
     let mut out = vec![None; listing.insns.len()];
     for (b, blk) in cfg.blocks.iter().enumerate() {
         if let Some(mut d) = block_in[b] {
-            for i in blk.start..blk.end {
-                out[i] = Some(d);
-                d += rsp_effect(&listing.insns[i])?;
+            for (slot, ins) in out[blk.start..blk.end]
+                .iter_mut()
+                .zip(&listing.insns[blk.start..blk.end])
+            {
+                *slot = Some(d);
+                d += rsp_effect(ins)?;
             }
         }
     }
