@@ -128,6 +128,7 @@ const PY311: VersionProfile = VersionProfile {
                 "cframe",
                 "thread_id",
                 "native_thread_id",
+                "recursion_remaining",
             ],
         ),
         ("PyCodeObject", &["co_code_adaptive", "co_nlocalsplus"]),

@@ -151,7 +151,7 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
 
 /// Pad with `int3` to a 16-byte boundary (nothing falls through into a stub).
 fn align16(a: &mut VecAssembler<X64Relocation>) {
-    while a.offset().0 % 16 != 0 {
+    while !a.offset().0.is_multiple_of(16) {
         a.push(0xcc);
     }
 }

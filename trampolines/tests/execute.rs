@@ -51,7 +51,7 @@ impl Mapping {
         };
         assert_eq!(rc, 0);
     }
-    fn descriptor(&self) -> &mut Descriptor {
+    fn descriptor(&mut self) -> &mut Descriptor {
         // SAFETY: offset 0 holds a Descriptor we wrote; page aligned.
         unsafe { &mut *(self.base as *mut Descriptor) }
     }
@@ -90,7 +90,7 @@ extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
 
 #[test]
 fn stubs_count_and_slow_path_preserves_state() {
-    let map = Mapping::new(0x4000);
+    let mut map = Mapping::new(0x4000);
     let text_off = 0x2000;
     map.write(0, Descriptor::new().as_bytes());
     // The "original code" of a hook: mov rax, rdi; add rax, 1; ret
