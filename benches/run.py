@@ -467,6 +467,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "(the launcher written by `rewriter instrument LIB -o DIR`) or set RETRACE_INSTRUMENTED"
                 % args.series
             )
+        # Interpreters are run from other working directories: make paths absolute.
+        args.vanilla = os.path.abspath(args.vanilla)
+        args.instrumented = os.path.abspath(args.instrumented)
         v_version = check_interpreter(args.vanilla, "vanilla")
         i_version = check_interpreter(args.instrumented, "instrumented")
         if v_version != i_version:

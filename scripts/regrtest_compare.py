@@ -94,6 +94,11 @@ class GateError(Exception):
 # --------------------------------------------------------------------------
 
 
+def _default_sigint():
+    """In the child: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def pyenv_root() -> str:
     """Return $(pyenv root): PYENV_ROOT if set, else `pyenv root`, else /root/.pyenv."""
     root = os.environ.get("PYENV_ROOT")
@@ -318,6 +323,10 @@ def run_regrtest(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # A gate started in the background (`cmd &`) inherits SIGINT as
+                # ignored; CPython then installs no SIGINT handler and tests that
+                # use _thread.interrupt_main() spin forever. Restore the default.
+                preexec_fn=_default_sigint,
             )
         except OSError as exc:
             result.status = "spawn_error"
@@ -628,6 +637,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "(the launcher written by `rewriter instrument LIB -o DIR`) or set "
                 "RETRACE_INSTRUMENTED" % args.series
             )
+        # Interpreters are run from other working directories: make paths absolute.
+        args.vanilla = os.path.abspath(args.vanilla)
+        args.instrumented = os.path.abspath(args.instrumented)
         v_info = probe_interpreter(args.vanilla, "vanilla")
         i_info = probe_interpreter(args.instrumented, "instrumented")
         if v_info["version"] != i_info["version"]:

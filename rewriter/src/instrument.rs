@@ -238,9 +238,6 @@ pub fn instrument(
 
     let t = Instant::now();
     progress("verifying the rewritten library");
-    if let Ok(p) = std::env::var("REWRITER_DEBUG_DUMP") {
-        let _ = std::fs::write(p, &output);
-    }
     let report = verify(&output, &manifest, Some(&input)).map_err(RewriteError::Verify)?;
     timings.push(("verify", t.elapsed()));
 
