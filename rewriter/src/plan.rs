@@ -74,11 +74,11 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
     let frame_reg = frame_register(analysis);
     let mut hooks = Vec::new();
     for site in &analysis.hooks {
-        let (kind, arg, flags_live) = match site.kind {
-            HookKind::EvalEntry => (RtHook::EvalEntry, 0, false),
-            HookKind::StartFrame => (RtHook::StartFrame, frame_reg, true),
-            HookKind::ThrowEntry => (RtHook::ThrowEntry, frame_reg, true),
-            HookKind::EvalBreaker => (RtHook::EvalBreaker, frame_reg, true),
+        let (kind, arg) = match site.kind {
+            HookKind::EvalEntry => (RtHook::EvalEntry, 0),
+            HookKind::StartFrame => (RtHook::StartFrame, frame_reg),
+            HookKind::ThrowEntry => (RtHook::ThrowEntry, frame_reg),
+            HookKind::EvalBreaker => (RtHook::EvalBreaker, frame_reg),
             HookKind::CurrentFrameStore => {
                 // A store from a general-purpose register names it; the entry push
                 // of 3.12 is an SSE store of two fields (`movaps`), whose value the
@@ -90,7 +90,7 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
                     .find(|s| s.address == site.point.address)
                     .map(|s| s.value.number() as u32)
                     .unwrap_or(NO_REGISTER);
-                (RtHook::CurrentFrameStore, value, true)
+                (RtHook::CurrentFrameStore, value)
             }
             HookKind::FunctionEntry => {
                 let role = analysis
@@ -111,14 +111,14 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
                         ))
                     }
                 };
-                (kind, 0, false)
+                (kind, 0)
             }
         };
         hooks.push(PlannedHook {
             site: site.clone(),
             kind,
             arg,
-            flags_live,
+            flags_live: site.point.flags_live,
         });
     }
     Ok(Plan { stubs, hooks })

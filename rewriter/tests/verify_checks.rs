@@ -31,8 +31,17 @@ fn libpython312() -> PathBuf {
 
 fn runtime() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("libretrace_rt.so");
-    assert!(p.is_file(), "{} missing: run `cargo test --workspace`", p.display());
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libretrace_rt.so");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo test --workspace`",
+        p.display()
+    );
     p
 }
 
@@ -87,7 +96,10 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     let ok = verify(&f.output, &f.manifest, Some(&f.original)).expect("clean output verifies");
     assert_eq!(ok.stubs_checked, f.manifest.stubs.len());
     assert_eq!(ok.hooks_checked, f.manifest.hooks.len());
-    assert!(ok.slots_unchanged > 20_000, "all other relocations compared");
+    assert!(
+        ok.slots_unchanged > 20_000,
+        "all other relocations compared"
+    );
 
     // 1. A stub counting into the wrong counter.
     let mut bad = f.output.clone();
@@ -129,8 +141,5 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     let at = offset_of(&other, f.manifest.hooks[1].site);
     other[at] ^= 0xff;
     let err = verify(&f.output, &f.manifest, Some(&other)).unwrap_err();
-    assert!(
-        err.contains("differs") || err.contains("differ"),
-        "{err}"
-    );
+    assert!(err.contains("differs") || err.contains("differ"), "{err}");
 }

@@ -354,6 +354,14 @@ pub struct HookPoint {
     pub address: u64,
     /// The original bytes of the whole instructions that the jump displaces (≥ 5).
     pub bytes: Vec<u8>,
+    /// Whether the status flags may be live just before `address` (liveness analysis;
+    /// `true` when unknown). A trampoline must preserve them if so.
+    #[serde(default = "flags_unknown")]
+    pub flags_live: bool,
+}
+
+fn flags_unknown() -> bool {
+    true
 }
 
 impl HookPoint {

@@ -83,7 +83,7 @@ static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
     // SAFETY: valid block from the trampoline.
     let regs = unsafe { &*regs };
-    assert_eq!(index, 0);
+    assert!(index < 2, "hook index {index}");
     HOOK_CALLS.fetch_add(regs.gpr[7], Ordering::SeqCst);
     0
 }
@@ -103,12 +103,23 @@ fn stubs_count_and_slow_path_preserves_state() {
         opcode: 200,
         handler: map.addr(handler_off),
     }];
-    let hooks = [HookRequest {
-        address: map.addr(original_off),
-        displaced: original[..7].to_vec(),
-        enable_bit: 3,
-        flags_live: true,
-    }];
+    // The same function a second time, hooked with the cheaper flags-dead gate.
+    let second_off = 0x1a00;
+    map.write(second_off, &original);
+    let hooks = [
+        HookRequest {
+            address: map.addr(original_off),
+            displaced: original[..7].to_vec(),
+            enable_bit: 3,
+            flags_live: true,
+        },
+        HookRequest {
+            address: map.addr(second_off),
+            displaced: original[..7].to_vec(),
+            enable_bit: 3,
+            flags_live: false,
+        },
+    ];
     let program = generate(&ProgramInput {
         text_vaddr: map.addr(text_off),
         descriptor_vaddr: map.addr(0),
@@ -124,6 +135,11 @@ fn stubs_count_and_slow_path_preserves_state() {
     patch.extend_from_slice(&(rel as i32).to_le_bytes());
     patch.extend_from_slice(&[0xcc, 0xcc, 0xc3]);
     map.write(original_off, &patch);
+    let rel2 = program.hooks[1].address as i64 - (map.addr(second_off) as i64 + 5);
+    let mut patch2 = vec![0xe9];
+    patch2.extend_from_slice(&(rel2 as i32).to_le_bytes());
+    patch2.extend_from_slice(&[0xcc, 0xcc, 0xc3]);
+    map.write(second_off, &patch2);
     map.descriptor().rt_dispatch = rt_dispatch as *const () as u64;
     map.descriptor().rt_hook = rt_hook as *const () as u64;
     map.protect_exec(0x1000, 0x3000);
@@ -169,7 +185,13 @@ fn stubs_count_and_slow_path_preserves_state() {
     assert_eq!(f(41), 42);
     assert_eq!(f(1), 2);
     assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 42);
+    // SAFETY: as above, for the second patched copy.
+    let g: extern "C" fn(u64) -> u64 =
+        unsafe { std::mem::transmute(map.addr(second_off) as usize) };
+    assert_eq!(g(9), 10);
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 51);
     map.descriptor().hooks_enabled = 1 << 2; // another kind only
     assert_eq!(f(100), 101);
-    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 42);
+    assert_eq!(g(100), 101);
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 51);
 }

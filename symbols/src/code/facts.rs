@@ -211,11 +211,16 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
 
     let mut hooks = Vec::new();
     let hook = |addr: u64, kind: HookKind, what: String| -> Result<HookSite, CodeError> {
-        let point = code.hook_point(addr).map_err(|e| CodeError::Hook {
+        let mut point = code.hook_point(addr).map_err(|e| CodeError::Hook {
             addr,
             what: what.clone(),
             reason: e.to_string(),
         })?;
+        // Inside the eval function the liveness analysis knows whether the
+        // flags matter here; function entries are handled by the caller.
+        if let Some(idx) = listing.index_of(addr) {
+            point.flags_live = liveness.live_before(cfg, idx).has_flags();
+        }
         let what = if has_rip_relative(listing, &point) {
             format!("{what} (displaces a RIP-relative instruction: re-encode)")
         } else {
@@ -511,8 +516,10 @@ fn function_entry_hook(image: &CodeImage<'_>, f: &FunctionSite) -> Result<HookSi
         })
         .map(|i| i.near_branch_target())
         .collect();
-    let point = hook_point(image, &listing, &|a| targets.contains(&a), f.address)
+    let mut point = hook_point(image, &listing, &|a| targets.contains(&a), f.address)
         .map_err(|e| err(e.to_string()))?;
+    // The SysV ABI does not preserve the status flags across calls: dead at entry.
+    point.flags_live = false;
     Ok(HookSite {
         kind: HookKind::FunctionEntry,
         what: f.name.clone(),

@@ -60,6 +60,7 @@ pub fn hook_point(
         .bytes(addr, addr + len as u64)
         .ok_or(HookRefusal::NotBoundary(addr))?;
     Ok(HookPoint {
+        flags_live: true,
         address: addr,
         bytes: bytes.to_vec(),
     })
