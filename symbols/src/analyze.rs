@@ -201,6 +201,9 @@ pub fn analyze_bytes_with(
             };
             let facts = analyze_code(&inputs).map_err(|e| format!("machine-code analysis: {e}"));
             if let Some(facts) = outcome.keep(facts)? {
+                for failure in &facts.hook_failures {
+                    outcome.keep::<()>(Err(format!("hook placement: {failure}")))?;
+                }
                 dispatch_sites = facts.dispatch_sites;
                 registers = Some(facts.registers);
                 frame_links.current_frame_stores = facts.current_frame_stores;

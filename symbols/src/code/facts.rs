@@ -209,7 +209,6 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
         ));
     }
 
-    let mut hooks = Vec::new();
     let hook = |addr: u64, kind: HookKind, what: String| -> Result<HookSite, CodeError> {
         let mut point = code.hook_point(addr).map_err(|e| CodeError::Hook {
             addr,
@@ -228,51 +227,65 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
         };
         Ok(HookSite { kind, what, point })
     };
-    hooks.push(hook(
-        entry,
-        HookKind::EvalEntry,
-        inputs.eval.symbol.clone(),
-    )?);
-    push_store_hooks(&mut hooks, &stores, &hook)?;
-
-    let (extra_labels, label_hooks) = recursion_points(
-        inputs,
-        listing,
-        cfg,
-        &tstate_h,
-        entry_block,
-        &registers,
-        &hook,
-    )?;
-    hooks.extend(label_hooks);
-    registers.evidence.extend(extra_labels.1);
-    if let Some(a) = label(inputs, LabelRole::HandleEvalBreaker) {
+    // Hooks are a separate phase: when one cannot be placed, the dispatch
+    // sites, register layout and stores found above are still reported.
+    let layout_for_hooks = registers.clone();
+    let hook_phase = || -> Result<(Vec<HookSite>, Vec<LabelSite>, Vec<String>), CodeError> {
+        let mut hooks = Vec::new();
+        let mut evidence = Vec::new();
         hooks.push(hook(
-            a,
-            HookKind::EvalBreaker,
-            "handle_eval_breaker".into(),
+            entry,
+            HookKind::EvalEntry,
+            inputs.eval.symbol.clone(),
         )?);
-    } else {
-        registers
-            .evidence
-            .push("no handle_eval_breaker label: no EvalBreaker hook".into());
-    }
-    for f in inputs.functions.iter().filter(|f| {
-        matches!(
-            f.role,
-            FunctionRole::FrameClearAndPop
-                | FunctionRole::ThreadStatePopFrame
-                | FunctionRole::FrameCopy
-        )
-    }) {
-        hooks.push(function_entry_hook(inputs.image, f)?);
-    }
+        push_store_hooks(&mut hooks, &stores, &hook)?;
+
+        let (extra_labels, label_hooks) = recursion_points(
+            inputs,
+            listing,
+            cfg,
+            &tstate_h,
+            entry_block,
+            &layout_for_hooks,
+            &hook,
+        )?;
+        hooks.extend(label_hooks);
+        evidence.extend(extra_labels.1);
+        if let Some(a) = label(inputs, LabelRole::HandleEvalBreaker) {
+            hooks.push(hook(
+                a,
+                HookKind::EvalBreaker,
+                "handle_eval_breaker".into(),
+            )?);
+        } else {
+            evidence.push("no handle_eval_breaker label: no EvalBreaker hook".into());
+        }
+        for f in inputs.functions.iter().filter(|f| {
+            matches!(
+                f.role,
+                FunctionRole::FrameClearAndPop
+                    | FunctionRole::ThreadStatePopFrame
+                    | FunctionRole::FrameCopy
+            )
+        }) {
+            hooks.push(function_entry_hook(inputs.image, f)?);
+        }
+        Ok((hooks, extra_labels.0, evidence))
+    };
+    let (hooks, extra_labels, hook_failures) = match hook_phase() {
+        Ok((hooks, labels, evidence)) => {
+            registers.evidence.extend(evidence);
+            (hooks, labels, Vec::new())
+        }
+        Err(e) => (Vec::new(), Vec::new(), vec![e.to_string()]),
+    };
     Ok(CodeFacts {
         dispatch_sites: sites,
         registers,
         current_frame_stores: stores.stores,
-        extra_labels: extra_labels.0,
+        extra_labels,
         hooks,
+        hook_failures,
     })
 }
 

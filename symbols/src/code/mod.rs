@@ -64,4 +64,6 @@ pub struct CodeFacts {
     /// StartFrameChecked, ThrowEntry.
     pub extra_labels: Vec<LabelSite>,
     pub hooks: Vec<HookSite>,
+    /// Why hooks could not be placed (empty on success). The other facts stay valid.
+    pub hook_failures: Vec<String>,
 }
