@@ -230,7 +230,7 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
     // Hooks are a separate phase: when one cannot be placed, the dispatch
     // sites, register layout and stores found above are still reported.
     let layout_for_hooks = registers.clone();
-    let hook_phase = || -> Result<(Vec<HookSite>, Vec<LabelSite>, Vec<String>), CodeError> {
+    let hook_phase = || -> Result<HookPhase, CodeError> {
         let mut hooks = Vec::new();
         let mut evidence = Vec::new();
         hooks.push(hook(
@@ -288,6 +288,9 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
         hook_failures,
     })
 }
+
+/// Hooks, the labels found while placing them, and evidence lines.
+type HookPhase = (Vec<HookSite>, Vec<LabelSite>, Vec<String>);
 
 type HookFn<'h> = dyn Fn(u64, HookKind, String) -> Result<HookSite, CodeError> + 'h;
 
