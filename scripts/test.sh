@@ -10,6 +10,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
+# Build first: the end-to-end tests run the rewriter binary and the runtime cdylib,
+# which `cargo test` alone does not produce.
+cargo build --workspace --quiet
 cargo test --workspace 2>&1 | tee target/cargo-test.log
 echo "== regression gate (CPython's own tests, vanilla vs instrumented)"
 cargo build --release --workspace --quiet

@@ -1,0 +1,153 @@
+//! The per-frame, per-thread and per-thread-space records of SEMANTICS.md §3.
+//!
+//! Plain data with their initial values; the rules that change them live in
+//! the event modules ([`super::lifecycle`], [`super::spaces`],
+//! [`super::threads`]).
+
+use super::keys::{FrameKey, Slot, SpaceId, SpaceRef};
+use crate::mixing::n;
+use std::collections::BTreeMap;
+
+/// `memo_instr` of a frame that has no delta memory (Appendix B).
+pub const MEMO_INSTR_UNSET: u64 = u64::MAX;
+/// `memo_ord` of a frame without delta memory, and `memo_root` of a
+/// thread-space that never produced a delta (Appendix B).
+pub const MEMO_ORD_UNSET: u64 = u64::MAX - 1;
+
+/// What the engine keeps per interpreter frame (§3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameState {
+    /// Signed offset added to the instruction index (§4.1).
+    pub bias: i64,
+    /// Child-activation counter of the current instruction (§4.3).
+    pub ord: u64,
+    /// Counter bumped when the frame stops running.
+    pub parent_slot: Option<Slot>,
+    /// Owning thread-space while running.
+    pub space: Option<SpaceRef>,
+    /// Created while its thread was in transparent mode (§5.1); for life.
+    pub transparent: bool,
+    /// The thread's `tmode` saved at activation, restored at deactivation.
+    pub saved_tmode: bool,
+    /// Delta memory (§8.2).
+    pub memo_space: Option<SpaceRef>,
+    pub memo_instr: u64,
+    pub memo_ord: u64,
+}
+
+impl FrameState {
+    /// A freshly initialized record (§5.1) on a thread whose `tmode` is
+    /// `transparent`.
+    pub fn new(transparent: bool) -> Self {
+        FrameState {
+            bias: 0,
+            ord: 0,
+            parent_slot: None,
+            space: None,
+            transparent,
+            saved_tmode: false,
+            memo_space: None,
+            memo_instr: MEMO_INSTR_UNSET,
+            memo_ord: MEMO_ORD_UNSET,
+        }
+    }
+
+    /// Back to the initial values, keeping `transparent` (§5.2 foreign-state
+    /// rule).
+    pub fn reset_keep_transparent(&mut self) {
+        *self = FrameState::new(self.transparent);
+    }
+
+    /// Forgets the delta memory (E2, §8.2).
+    pub fn reset_memo(&mut self) {
+        self.memo_space = None;
+        self.memo_instr = MEMO_INSTR_UNSET;
+        self.memo_ord = MEMO_ORD_UNSET;
+    }
+
+    /// `coord(F) = max(0, bias + i)` for instruction index `index` (§4.1).
+    pub fn coord(&self, index: i64) -> u64 {
+        let sum = i128::from(self.bias) + i128::from(index);
+        // The sum of two i64 lies in (-2^64, 2^64 - 1): clamped at 0 it fits a word.
+        u64::try_from(sum.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// One space's state on one thread (§3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadSpace {
+    pub id: SpaceId,
+    /// Incarnation number (see [`SpaceRef::uid`]).
+    pub uid: u64,
+    /// Set by the first non-transparent activation; never reset.
+    pub seen: bool,
+    /// Running non-transparent frames of this space (saturating).
+    pub depth: u32,
+    /// Root activations completed in this space on this thread.
+    pub root_counter: u64,
+    /// Root counter at the last delta ([`MEMO_ORD_UNSET`] = none yet).
+    pub memo_root: u64,
+    /// `N(tid)`: the location-hash seed.
+    pub seed: u64,
+}
+
+impl ThreadSpace {
+    pub fn new(id: SpaceId, uid: u64, tid: u64) -> Self {
+        ThreadSpace {
+            id,
+            uid,
+            seen: false,
+            depth: 0,
+            root_counter: 0,
+            memo_root: MEMO_ORD_UNSET,
+            seed: n(tid),
+        }
+    }
+}
+
+/// What `enter` saved, restored by the matching `leave` (§11.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnterRecord {
+    /// Serial number naming this entry's local counter ([`Slot::Local`]).
+    pub entry: u64,
+    /// The entered space.
+    pub space: SpaceId,
+    pub saved_space: SpaceId,
+    pub saved_slot: Option<Slot>,
+    pub saved_tmode: bool,
+    /// `(local, initial)` when the space was entered at its root.
+    pub local: Option<(u64, u64)>,
+}
+
+/// What a callback invocation saved (§12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackRecord {
+    pub saved_tmode: bool,
+    pub saved_in_callback: bool,
+}
+
+/// What the engine keeps per thread state (§3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadState {
+    /// Retrace thread id (never 0).
+    pub tid: u64,
+    /// Where activations go.
+    pub cur_space: SpaceId,
+    /// The counter the next activation adopts as its parent slot.
+    pub slot: Option<Slot>,
+    /// Transparent mode (§5.1).
+    pub tmode: bool,
+    /// A Retrace callback is running on this thread (§12).
+    pub in_callback: bool,
+    /// Thread-spaces by id (root always present).
+    pub spaces: BTreeMap<SpaceId, ThreadSpace>,
+    /// Active `enter`s, innermost last.
+    pub enters: Vec<EnterRecord>,
+    /// Active callback invocations, innermost last.
+    pub callbacks: Vec<CallbackRecord>,
+    /// Next [`EnterRecord::entry`] serial.
+    pub next_entry: u64,
+    /// Frame and instruction index of this thread's last boundary (the `Q`
+    /// of the start_frame fix, DESIGN-NOTES §4.1).
+    pub last_dispatch: Option<(FrameKey, i64)>,
+}
