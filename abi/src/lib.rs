@@ -17,7 +17,7 @@
 pub const MAGIC: [u8; 8] = *b"RETRACE1";
 
 /// Bumped whenever the layout of [`Descriptor`] changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// File name of the runtime library added as `DT_NEEDED`.
 pub const RUNTIME_SONAME: &str = "libretrace_rt.so";
@@ -29,6 +29,9 @@ pub const DATA_SECTION: &str = ".retrace.data";
 
 /// Maximum number of non-dispatch hooks a descriptor can describe.
 pub const MAX_HOOKS: usize = 64;
+
+/// Maximum number of function detours a descriptor can describe.
+pub const MAX_DETOURS: usize = 8;
 
 /// How an eval-loop variable is held at handler entry (see `symbols::model::Location`).
 #[repr(C)]
@@ -79,7 +82,11 @@ pub struct Offsets {
     pub tstate_native_thread_id: u32,
     pub cframe_current_frame: u32,
     pub code_co_code_adaptive: u32,
-    pub reserved: [u32; 15],
+    /// `PyObject.ob_type` (`_object.ob_type`), read by the `_Py_Dealloc` replacement.
+    pub object_ob_type: u32,
+    /// `PyTypeObject.tp_dealloc` (`_typeobject.tp_dealloc`), read by the `_Py_Dealloc` replacement.
+    pub type_tp_dealloc: u32,
+    pub reserved: [u32; 13],
 }
 
 pub const ABSENT: u32 = u32::MAX;
@@ -104,7 +111,9 @@ impl Default for Offsets {
             tstate_native_thread_id: ABSENT,
             cframe_current_frame: ABSENT,
             code_co_code_adaptive: ABSENT,
-            reserved: [ABSENT; 15],
+            object_ob_type: ABSENT,
+            type_tp_dealloc: ABSENT,
+            reserved: [ABSENT; 13],
         }
     }
 }
@@ -149,6 +158,51 @@ pub struct HookInfo {
     pub arg: u32,
     /// Link-time address of the hooked instruction.
     pub address: u64,
+}
+
+/// Which function a detour diverts (mirrors `symbols::model::DetourKind`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetourKind {
+    /// CPython's pointer hash (`_Py_HashPointer` on 3.11/3.12).
+    HashPointer = 1,
+    /// The generic deallocation entry `_Py_Dealloc`.
+    Dealloc = 2,
+}
+
+impl DetourKind {
+    pub fn from_u32(v: u32) -> Option<DetourKind> {
+        Some(match v {
+            1 => DetourKind::HashPointer,
+            2 => DetourKind::Dealloc,
+            _ => return None,
+        })
+    }
+}
+
+/// [`DetourInfo::flags`] bit: the function's displaced entry cannot be moved,
+/// so there is no callable original; the runtime replacement must implement
+/// the whole function.
+pub const DETOUR_FULL_REPLACEMENT: u32 = 1;
+
+/// One function detour of the rewritten library.
+///
+/// The function's entry jumps to `detour_i`, which tail-jumps to
+/// `Descriptor::detour_targets[i]` when the runtime stored a replacement
+/// there, and otherwise runs the original function.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetourInfo {
+    /// A [`DetourKind`] value (0 = unused slot).
+    pub kind: u32,
+    /// [`DETOUR_FULL_REPLACEMENT`] or 0.
+    pub flags: u32,
+    /// Link-time address of the detoured function's entry.
+    pub site: u64,
+    /// Link-time address of `original_i`: the displaced entry instructions
+    /// followed by a jump back, callable as the original function. 0 for a
+    /// full replacement.
+    pub original: u64,
 }
 
 /// The registers a trampoline saves before calling the runtime, in memory order
@@ -204,10 +258,15 @@ pub struct Descriptor {
     pub opcode_caches: [u8; 256],
     pub opcode_deopt: [u8; 256],
     pub hooks: [HookInfo; MAX_HOOKS],
+    pub detour_count: u32,
+    pub reserved_detour: u32,
+    pub detours: [DetourInfo; MAX_DETOURS],
+    /// *runtime*: per detour, the address of the replacement function (0 = run the original).
+    pub detour_targets: [u64; MAX_DETOURS],
     /// SHA-256 of the original input library.
     pub input_sha256: [u8; 32],
     /// Pads the descriptor to a whole number of cache lines (no uninitialised tail).
-    pub reserved_tail: [u8; 32],
+    pub reserved_tail: [u8; 24],
 }
 
 impl Descriptor {
@@ -233,8 +292,12 @@ impl Descriptor {
             opcode_caches: [0; 256],
             opcode_deopt: [0; 256],
             hooks: [HookInfo::default(); MAX_HOOKS],
+            detour_count: 0,
+            reserved_detour: 0,
+            detours: [DetourInfo::default(); MAX_DETOURS],
+            detour_targets: [0; MAX_DETOURS],
             input_sha256: [0; 32],
-            reserved_tail: [0; 32],
+            reserved_tail: [0; 24],
         }
     }
 
@@ -268,6 +331,8 @@ pub mod field {
     pub const RT_HOOK: usize = offset_of!(Descriptor, rt_hook);
     pub const LAST_TSTATE: usize = offset_of!(Descriptor, last_tstate);
     pub const DISPATCH_COUNTS: usize = offset_of!(Descriptor, dispatch_counts);
+    pub const DETOURS: usize = offset_of!(Descriptor, detours);
+    pub const DETOUR_TARGETS: usize = offset_of!(Descriptor, detour_targets);
 }
 
 #[cfg(test)]
@@ -286,11 +351,41 @@ mod tests {
     #[test]
     fn layout_has_no_implicit_padding() {
         // Every field is laid out back to back, so as_bytes() exposes no uninitialised bytes.
-        let end = offset_of!(Descriptor, reserved_tail) + 32;
+        let d = Descriptor::new();
+        let end = offset_of!(Descriptor, reserved_tail) + d.reserved_tail.len();
         assert_eq!(size_of::<Descriptor>(), end.next_multiple_of(64));
         assert_eq!(end % 64, 0, "tail padding would be uninitialised");
         assert_eq!(offset_of!(Descriptor, self_address) % 8, 0);
         assert_eq!(size_of::<SavedRegisters>(), 17 * 8);
+        // The detour block follows the hooks back to back.
+        let hooks_end = offset_of!(Descriptor, hooks) + size_of::<[HookInfo; MAX_HOOKS]>();
+        assert_eq!(offset_of!(Descriptor, detour_count), hooks_end);
+        assert_eq!(size_of::<DetourInfo>(), 24);
+        assert_eq!(field::DETOURS, offset_of!(Descriptor, reserved_detour) + 4);
+        assert_eq!(
+            field::DETOUR_TARGETS,
+            field::DETOURS + size_of::<[DetourInfo; MAX_DETOURS]>()
+        );
+        assert_eq!(field::DETOUR_TARGETS % 8, 0);
+        assert_eq!(
+            offset_of!(Descriptor, input_sha256),
+            field::DETOUR_TARGETS + 8 * MAX_DETOURS
+        );
+        // Offsets keeps its size: the two new fields came out of `reserved`.
+        assert_eq!(size_of::<Offsets>(), 32 * 4);
+        assert_eq!(
+            offset_of!(Offsets, reserved),
+            offset_of!(Offsets, type_tp_dealloc) + 4
+        );
+    }
+
+    #[test]
+    fn detour_kinds_round_trip() {
+        for k in [DetourKind::HashPointer, DetourKind::Dealloc] {
+            assert_eq!(DetourKind::from_u32(k as u32), Some(k));
+        }
+        assert_eq!(DetourKind::from_u32(0), None);
+        assert_eq!(DetourKind::from_u32(3), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::descriptor::LiveDescriptor;
 use crate::frozen_table::FrozenTableError;
 use crate::runtime::{self, rt_dispatch, rt_hook, Runtime};
-use crate::{frozen, pymodule, scan};
+use crate::{detours, frozen, pymodule, scan};
 
 /// Registered in `.init_array`; the loader calls it after relocating every object.
 #[used]
@@ -49,6 +49,14 @@ fn start() {
     let d = rt.descriptor();
     // Entry points first, then the flags that make trampolines call them.
     d.set_entry_points(rt_dispatch as *const () as u64, rt_hook as *const () as u64);
+    // Function replacements: before Py_Initialize, so every identity hash goes through them.
+    for outcome in detours::install(d) {
+        if let detours::Installed::Skipped { index, reason } = outcome {
+            warn(format_args!(
+                "detour {index} keeps the original function: {reason}"
+            ));
+        }
+    }
     d.set_hooks_enabled(config.hooks_enabled());
     d.set_slow_path(config.slow_path);
     if !pymodule::register() {

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod descriptor;
+pub mod detours;
 pub mod engine;
 pub mod events;
 pub mod frozen_table;

@@ -156,6 +156,16 @@ unsafe extern "C" fn live_frames(_m: *mut PyObject, _a: *mut PyObject) -> *mut P
     }
 }
 
+unsafe extern "C" fn identity_map_len(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held.
+    unsafe {
+        if runtime_or_error().is_none() {
+            return null_mut();
+        }
+        int(crate::detours::identity_map_len() as u64)
+    }
+}
+
 /// `None`, `("reg", name)` or `("stack", offset)`.
 unsafe fn location_object(location: Location) -> *mut PyObject {
     // SAFETY: GIL held by the caller; format strings match the arguments.
@@ -248,7 +258,7 @@ const fn method(
     }
 }
 
-static mut METHODS: [PyMethodDef; 7] = [
+static mut METHODS: [PyMethodDef; 8] = [
     method(
         c"_dispatch_counts",
         dispatch_counts,
@@ -278,6 +288,11 @@ static mut METHODS: [PyMethodDef; 7] = [
         c"_descriptor",
         descriptor,
         c"The rewritten library's descriptor as a dict.",
+    ),
+    method(
+        c"_identity_map_len",
+        identity_map_len,
+        c"Number of addresses whose identity hash is memoised.",
     ),
     PyMethodDef::zeroed(),
 ];

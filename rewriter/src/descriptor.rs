@@ -2,7 +2,7 @@
 //!
 //! The descriptor (see `retrace_abi::Descriptor`) is the only channel through
 //! which the runtime learns what the rewriter found: register layout, struct
-//! offsets, per-opcode tables, hook list and original handlers.
+//! offsets, per-opcode tables, hook list, detour list and original handlers.
 
 use retrace_abi::{self as abi, Descriptor, VarLocation};
 use symbols::{Analysis, Location, StructOffsets};
@@ -69,6 +69,8 @@ pub fn build(analysis: &Analysis, plan: &Plan, self_address: u64) -> Descriptor 
         tstate_native_thread_id: field(o, "_ts", &["native_thread_id"]),
         cframe_current_frame: field(o, "_PyCFrame", &["current_frame"]),
         code_co_code_adaptive: field(o, "PyCodeObject", &["co_code_adaptive"]),
+        object_ob_type: field(o, "_object", &["ob_type"]),
+        type_tp_dealloc: field(o, "_typeobject", &["tp_dealloc"]),
         ..abi::Offsets::default()
     };
     if let Some(meta) = &analysis.opcode_meta {
@@ -90,10 +92,32 @@ pub fn build(analysis: &Analysis, plan: &Plan, self_address: u64) -> Descriptor 
             address: h.site.point.address,
         };
     }
+    d.detour_count = plan.detours.len().min(abi::MAX_DETOURS) as u32;
+    for (i, p) in plan.detours.iter().enumerate().take(abi::MAX_DETOURS) {
+        d.detours[i] = abi::DetourInfo {
+            kind: p.kind as u32,
+            flags: p.flags(),
+            site: p.site.point.address,
+            // Known once the detour code is placed: see `set_detour_originals`.
+            original: 0,
+        };
+    }
     if let Some(bytes) = hex_to_32(&analysis.library.sha256) {
         d.input_sha256 = bytes;
     }
     d
+}
+
+/// Records where each detour's callable original landed (`originals[i]` for
+/// detour `i`; 0 for a full replacement, which has none).
+pub fn set_detour_originals(d: &mut Descriptor, originals: &[u64]) {
+    for (info, original) in d.detours.iter_mut().zip(originals) {
+        info.original = if info.flags & abi::DETOUR_FULL_REPLACEMENT != 0 {
+            0
+        } else {
+            *original
+        };
+    }
 }
 
 fn hex_to_32(hex: &str) -> Option<[u8; 32]> {

@@ -14,6 +14,8 @@ pub enum RewriteError {
     },
     #[error("code generation failed: {0}")]
     Codegen(#[from] trampolines::CodegenError),
+    #[error("detour code generation failed: {0}")]
+    Detour(#[from] trampolines::detour::DetourError),
     #[error("ELF emission failed: {0}")]
     Emit(#[from] crate::emit::EmitError),
     #[error("verification of the rewritten library failed: {0}")]

@@ -12,9 +12,12 @@ use crate::descriptor;
 use crate::emit::ElfRewrite;
 use crate::error::RewriteError;
 use crate::launcher;
-use crate::manifest::{hex, HookRecord, InputRecord, Manifest, StubRecord, FILE_NAME};
+use crate::manifest::{
+    hex, DetourRecord, HookRecord, InputRecord, Manifest, StubRecord, FILE_NAME,
+};
 use crate::plan::plan;
 use crate::verify::{verify, VerifyReport};
+use trampolines::detour::{generate_detours, site_patch, DetourProgram, DetourRequest};
 use trampolines::{generate, HookRequest, ProgramInput, StubRequest};
 
 pub struct InstrumentOptions {
@@ -32,6 +35,7 @@ pub struct InstrumentReport {
     pub launcher: PathBuf,
     pub stubs: usize,
     pub hooks: usize,
+    pub detours: usize,
     pub verify: VerifyReport,
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -104,10 +108,11 @@ pub fn instrument(
     let t = Instant::now();
     let plan = plan(&analysis).map_err(|e| RewriteError::Verify(e.to_string()))?;
     progress(&format!(
-        "CPython {}: {} opcode stubs, {} hooks",
+        "CPython {}: {} opcode stubs, {} hooks, {} function detours",
         analysis.version,
         plan.stubs.len(),
-        plan.hooks.len()
+        plan.hooks.len(),
+        plan.detours.len()
     ));
     let mut elf = ElfRewrite::read(&input)?;
     elf.add_needed(retrace_abi::RUNTIME_SONAME)?;
@@ -144,9 +149,27 @@ pub fn instrument(
         hooks: &hook_requests,
         flags_live_at_handlers: flags_live,
     })?;
-    let desc = descriptor::build(&analysis, &plan, placement.data_vaddr);
+    // The detours follow the stubs and hooks in the same text section.
+    let detour_base = placement.text_vaddr + (program.bytes.len() as u64).next_multiple_of(16);
+    let detour_requests: Vec<DetourRequest> = plan
+        .detours
+        .iter()
+        .map(|d| DetourRequest {
+            site: d.site.point.address,
+            displaced: d.site.point.bytes.clone(),
+            full_replacement: d.site.full_replacement,
+        })
+        .collect();
+    let detours = generate_detours(
+        detour_base,
+        placement.data_vaddr + retrace_abi::field::DETOUR_TARGETS as u64,
+        &detour_requests,
+    )?;
+    let mut desc = descriptor::build(&analysis, &plan, placement.data_vaddr);
+    let originals: Vec<u64> = detours.detours.iter().map(|d| d.original).collect();
+    descriptor::set_detour_originals(&mut desc, &originals);
     elf.set_data(desc.as_bytes().to_vec())?;
-    elf.set_text(program.bytes.clone())?;
+    elf.set_text(text_with_detours(&program.bytes, &detours))?;
     for stub in &program.stubs {
         let planned = plan
             .stubs
@@ -175,6 +198,18 @@ pub fn instrument(
             return Err(RewriteError::Verify(format!(
                 "bytes at hook {:#x} are not the ones the analysis saw",
                 tramp.site
+            )));
+        }
+    }
+    for (d, planned) in detours.detours.iter().zip(&plan.detours) {
+        let patch = site_patch(d.site, d.address, d.site_len).ok_or_else(|| {
+            RewriteError::Verify(format!("detour {:#x} out of jump range", d.site))
+        })?;
+        let old = elf.patch(d.site, &patch)?;
+        if old != planned.site.point.bytes {
+            return Err(RewriteError::Verify(format!(
+                "bytes at detour {:#x} ({}) are not the ones the analysis saw",
+                d.site, planned.site.function
             )));
         }
     }
@@ -234,6 +269,22 @@ pub fn instrument(
                 displaced_len: t.displaced_len,
             })
             .collect(),
+        detours: detours
+            .detours
+            .iter()
+            .zip(&plan.detours)
+            .map(|(d, p)| DetourRecord {
+                kind: format!("{:?}", p.kind),
+                function: p.site.function.clone(),
+                site: d.site,
+                original: hex(&p.site.point.bytes),
+                detour: d.address,
+                target_slot: d.target_slot,
+                moved_address: d.original,
+                moved_len: d.original_len,
+                full_replacement: d.full_replacement,
+            })
+            .collect(),
     };
 
     let t = Instant::now();
@@ -260,9 +311,20 @@ pub fn instrument(
         launcher: opts.out_dir.join("bin").join(&launcher_name),
         stubs: manifest.stubs.len(),
         hooks: manifest.hooks.len(),
+        detours: manifest.detours.len(),
         verify: report,
         timings,
     })
+}
+
+/// The text section: stubs and hooks, `int3` up to the detours' 16-byte aligned base, detours.
+fn text_with_detours(program: &[u8], detours: &DetourProgram) -> Vec<u8> {
+    let mut text = program.to_vec();
+    if !detours.bytes.is_empty() {
+        text.resize(program.len().next_multiple_of(16), 0xcc);
+        text.extend_from_slice(&detours.bytes);
+    }
+    text
 }
 
 /// Refuse to replace an existing output without `--force`; refuse a path that is a file.

@@ -91,8 +91,11 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|(n, d)| format!("{n} {:.0} ms", d.as_secs_f64() * 1000.0))
                     .collect();
                 eprintln!(
-                    "rewriter: verified {} stubs and {} hooks ({} .text bytes compared with the original)",
-                    report.verify.stubs_checked, report.verify.hooks_checked, report.verify.text_bytes_compared
+                    "rewriter: verified {} stubs, {} hooks and {} detours ({} .text bytes compared with the original)",
+                    report.verify.stubs_checked,
+                    report.verify.hooks_checked,
+                    report.verify.detours_checked,
+                    report.verify.text_bytes_compared
                 );
                 eprintln!("rewriter: {}", timing.join(", "));
                 println!("{}", report.launcher.display());
@@ -101,11 +104,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { dir } => {
             let (report, manifest) = verify_dir(&dir)?;
             println!(
-                "{}: OK — CPython {}, {} stubs and {} hooks verified{}",
+                "{}: OK — CPython {}, {} stubs, {} hooks and {} detours verified{}",
                 dir.display(),
                 manifest.input.version,
                 report.stubs_checked,
                 report.hooks_checked,
+                report.detours_checked,
                 if report.compared_with_original {
                     format!(", compared with the original {}", manifest.input.path)
                 } else {

@@ -25,6 +25,9 @@ pub struct Manifest {
     pub data_vaddr: u64,
     pub stubs: Vec<StubRecord>,
     pub hooks: Vec<HookRecord>,
+    /// Function detours (absent in manifests written before detours existed).
+    #[serde(default)]
+    pub detours: Vec<DetourRecord>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -54,6 +57,25 @@ pub struct HookRecord {
     pub trampoline: u64,
     pub displaced_address: u64,
     pub displaced_len: usize,
+}
+
+/// One function entry diverted to a detour.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct DetourRecord {
+    /// `retrace_abi::DetourKind` name.
+    pub kind: String,
+    pub function: String,
+    pub site: u64,
+    /// Original bytes displaced at the site, lowercase hex.
+    pub original: String,
+    /// `detour_i`, where the site jumps.
+    pub detour: u64,
+    /// `Descriptor::detour_targets[i]`, the slot the detour tests and jumps through.
+    pub target_slot: u64,
+    /// Address of the moved entry (`original_i`, or the fallback body of a full replacement).
+    pub moved_address: u64,
+    pub moved_len: usize,
+    pub full_replacement: bool,
 }
 
 impl Manifest {

@@ -2,11 +2,13 @@
 //!
 //! The plan is the list of table slots that get a dispatch stub (every real
 //! opcode) and the hook sites with the runtime hook kind and argument each
-//! one reports. It is computed before any address is known, so the same plan
-//! drives descriptor construction, code generation and verification.
+//! one reports, and the function entries detoured to runtime replacements.
+//! It is computed before any address is known, so the same plan drives
+//! descriptor construction, code generation and verification.
 
+use retrace_abi::DetourKind as RtDetour;
 use retrace_abi::HookKind as RtHook;
-use symbols::{Analysis, FunctionRole, HookKind, HookSite, Location};
+use symbols::{Analysis, DetourKind, DetourSite, FunctionRole, HookKind, HookSite, Location};
 
 /// One table slot to redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,10 +29,29 @@ pub struct PlannedHook {
     pub flags_live: bool,
 }
 
+/// One function entry to detour; its index is its slot in the descriptor.
+#[derive(Clone, Debug)]
+pub struct PlannedDetour {
+    pub site: DetourSite,
+    pub kind: RtDetour,
+}
+
+impl PlannedDetour {
+    /// `DetourInfo::flags` for this detour.
+    pub fn flags(&self) -> u32 {
+        if self.site.full_replacement {
+            retrace_abi::DETOUR_FULL_REPLACEMENT
+        } else {
+            0
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub stubs: Vec<PlannedStub>,
     pub hooks: Vec<PlannedHook>,
+    pub detours: Vec<PlannedDetour>,
 }
 
 /// `PlannedHook::arg` when no register holds the value.
@@ -45,6 +66,42 @@ pub enum PlanError {
     NoRegisters,
     #[error("hook at {0:#x} ({1}) has no runtime counterpart")]
     UnknownHook(u64, String),
+    #[error("{0} function detours, the descriptor has room for {1}")]
+    TooManyDetours(usize, usize),
+    #[error("detour of {0} is a full replacement; only _Py_Dealloc's verified body may be")]
+    UnexpectedFullReplacement(String),
+}
+
+fn runtime_detour(kind: DetourKind) -> RtDetour {
+    match kind {
+        DetourKind::HashPointer => RtDetour::HashPointer,
+        DetourKind::Dealloc => RtDetour::Dealloc,
+    }
+}
+
+/// The detours of the analysis, checked against what the runtime can replace.
+pub fn plan_detours(analysis: &Analysis) -> Result<Vec<PlannedDetour>, PlanError> {
+    if analysis.detours.len() > retrace_abi::MAX_DETOURS {
+        return Err(PlanError::TooManyDetours(
+            analysis.detours.len(),
+            retrace_abi::MAX_DETOURS,
+        ));
+    }
+    analysis
+        .detours
+        .iter()
+        .map(|d| {
+            let kind = runtime_detour(d.kind);
+            // The runtime implements a whole function only for the deallocator.
+            if d.full_replacement && kind != RtDetour::Dealloc {
+                return Err(PlanError::UnexpectedFullReplacement(d.function.clone()));
+            }
+            Ok(PlannedDetour {
+                site: d.clone(),
+                kind,
+            })
+        })
+        .collect()
 }
 
 fn frame_register(analysis: &Analysis) -> u32 {
@@ -121,5 +178,10 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
             flags_live: site.point.flags_live,
         });
     }
-    Ok(Plan { stubs, hooks })
+    let detours = plan_detours(analysis)?;
+    Ok(Plan {
+        stubs,
+        hooks,
+        detours,
+    })
 }

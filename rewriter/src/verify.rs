@@ -10,7 +10,14 @@
 //! 3. every hook site decodes to `jmp trampoline` padded with `int3`, and the
 //!    trampoline's displaced copy decodes to the original instructions (RIP
 //!    targets resolved) followed by `jmp` back to the end of the site;
-//! 4. with the original library at hand: its bytes at every hook site are the
+//! 4. every detoured function entry decodes to `jmp detour` padded with
+//!    `int3`; the detour decodes to `cmp [target slot], 0; je original;
+//!    jmp [target slot]` with the descriptor's slot; the moved entry equals
+//!    the original instructions followed by `jmp` back (or, for a full
+//!    replacement, is byte-identical to the original body, which must be
+//!    `mov R, [rdi + ob_type]; jmp [R + tp_dealloc]` with the descriptor's
+//!    offsets); the descriptor's detour table matches the manifest;
+//! 5. with the original library at hand: its bytes at every hook site are the
 //!    ones the analysis saw, every slot not redirected keeps its addend, and
 //!    the original `.text` is unchanged outside the patched sites.
 
@@ -19,13 +26,16 @@ use object::{Object, ObjectSection, RelocationFlags};
 use std::collections::HashMap;
 
 use crate::crosscheck::{CrossDecoder, Decoded};
-use crate::manifest::{unhex, Manifest};
+use crate::manifest::{unhex, DetourRecord, Manifest};
+use retrace_abi::{Descriptor, DetourKind, Offsets, DETOUR_FULL_REPLACEMENT};
+use std::mem::{offset_of, size_of};
 
 /// What a successful verification checked.
 #[derive(Debug, Default, Clone)]
 pub struct VerifyReport {
     pub stubs_checked: usize,
     pub hooks_checked: usize,
+    pub detours_checked: usize,
     pub slots_unchanged: usize,
     pub text_bytes_compared: usize,
     pub compared_with_original: bool,
@@ -241,7 +251,24 @@ pub fn verify(
         report.hooks_checked += 1;
     }
 
-    // 4. Everything else unchanged.
+    // 4. Detours.
+    let descriptor = out
+        .bytes_at(manifest.data_vaddr, size_of::<Descriptor>())
+        .ok_or("descriptor not readable")?;
+    let count = read_u32(descriptor, offset_of!(Descriptor, detour_count));
+    if count as usize != manifest.detours.len() {
+        return fail(format!(
+            "descriptor lists {count} detours, manifest {}",
+            manifest.detours.len()
+        ));
+    }
+    for (i, d) in manifest.detours.iter().enumerate() {
+        let len = verify_detour(&cs, &out, orig.as_ref(), descriptor, manifest, i, d)?;
+        patched.push((d.site, len));
+        report.detours_checked += 1;
+    }
+
+    // 5. Everything else unchanged.
     if let Some(orig) = &orig {
         for (slot, (r_type, addend)) in &orig.relocs {
             if redirected.contains(slot) {
@@ -283,6 +310,201 @@ pub fn verify(
         report.text_bytes_compared = od.len();
     }
     Ok(report)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// `qword ptr [base + disp]` (capstone syntax) → `(base, disp)`.
+fn qword_memory(operand: &str) -> Option<(&str, u64)> {
+    let inner = operand
+        .trim()
+        .strip_prefix("qword ptr [")?
+        .strip_suffix(']')?;
+    let (base, disp) = match inner.split_once(" + ") {
+        Some((b, d)) => (b, d),
+        None => (inner, "0"),
+    };
+    let disp = match disp.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok()?,
+        None => disp.parse().ok()?,
+    };
+    Some((base, disp))
+}
+
+/// Check the full-replacement body: exactly `mov R, [rdi + ob_type]; jmp [R + tp_dealloc]`.
+fn check_dealloc_body(insns: &[Decoded], ob_type: u32, tp_dealloc: u32) -> Result<(), String> {
+    let [load, jump] = insns else {
+        return Err(format!("{} instructions, expected 2", insns.len()));
+    };
+    let (reg, source) = load
+        .op_str
+        .split_once(", ")
+        .ok_or_else(|| format!("unexpected `{}`", load.normalised()))?;
+    let load_ok = load.mnemonic == "mov"
+        && qword_memory(source) == Some(("rdi", u64::from(ob_type)))
+        && reg.len() == 3
+        && reg.starts_with('r');
+    let jump_ok =
+        jump.mnemonic == "jmp" && qword_memory(&jump.op_str) == Some((reg, u64::from(tp_dealloc)));
+    if load_ok && jump_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}; {}` is not `mov R, [rdi + {ob_type:#x}]; jmp [R + {tp_dealloc:#x}]`",
+            load.normalised(),
+            jump.normalised()
+        ))
+    }
+}
+
+/// Verify detour `index`; returns the number of bytes patched at its site.
+fn verify_detour(
+    cs: &CrossDecoder,
+    out: &Image<'_>,
+    orig: Option<&Image<'_>>,
+    descriptor: &[u8],
+    manifest: &Manifest,
+    index: usize,
+    d: &DetourRecord,
+) -> Result<usize, String> {
+    let what = format!("detour {} of {} at {:#x}", index, d.function, d.site);
+    let original_bytes =
+        unhex(&d.original).ok_or_else(|| format!("{what}: bad hex in manifest"))?;
+    let len = original_bytes.len();
+    if len < 5 {
+        return fail(format!("{what}: displaces only {len} bytes"));
+    }
+    // The descriptor's entry and target slot.
+    let info_at = retrace_abi::field::DETOURS + index * size_of::<retrace_abi::DetourInfo>();
+    let kind = DetourKind::from_u32(read_u32(descriptor, info_at));
+    let flags = read_u32(descriptor, info_at + 4);
+    let site = read_u64(descriptor, info_at + 8);
+    let original = read_u64(descriptor, info_at + 16);
+    let expect_original = if d.full_replacement {
+        0
+    } else {
+        d.moved_address
+    };
+    let full = flags & DETOUR_FULL_REPLACEMENT != 0;
+    if kind.map(|k| format!("{k:?}")).as_deref() != Some(d.kind.as_str())
+        || site != d.site
+        || full != d.full_replacement
+        || original != expect_original
+    {
+        return fail(format!(
+            "{what}: descriptor entry (kind {kind:?}, flags {flags}, site {site:#x}, original {original:#x}) does not match the manifest"
+        ));
+    }
+    let slot = manifest.data_vaddr + (retrace_abi::field::DETOUR_TARGETS + 8 * index) as u64;
+    if d.target_slot != slot {
+        return fail(format!(
+            "{what}: target slot {:#x}, descriptor slot is {slot:#x}",
+            d.target_slot
+        ));
+    }
+    if read_u64(descriptor, retrace_abi::field::DETOUR_TARGETS + 8 * index) != 0 {
+        return fail(format!("{what}: target slot is not zero in the file"));
+    }
+    // The site.
+    let at_site = out
+        .bytes_at(d.site, len)
+        .ok_or_else(|| format!("{what}: site not in the output"))?;
+    let jump = cs.decode(&at_site[..5], d.site)?;
+    if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(d.detour as i64) {
+        return fail(format!(
+            "{what}: the site does not jump to the detour {:#x}",
+            d.detour
+        ));
+    }
+    if at_site[5..].iter().any(|b| *b != 0xcc) {
+        return fail(format!("{what}: padding is not int3"));
+    }
+    // The detour: cmp [slot], 0; je moved; jmp [slot].
+    // The last detour may end less than 32 bytes before the end of the section.
+    let code = (20..=32)
+        .rev()
+        .find_map(|n| out.bytes_at(d.detour, n))
+        .ok_or_else(|| format!("{what}: detour code not in the output"))?;
+    let insns = decode_prefix(cs, code, d.detour, 3)?;
+    let ok = insns[0].mnemonic == "cmp"
+        && insns[0].rip_target == Some(slot)
+        && insns[0].imm == Some(0)
+        && insns[0].op_str.starts_with("qword ptr")
+        && insns[1].mnemonic == "je"
+        && insns[1].imm == Some(d.moved_address as i64)
+        && insns[2].mnemonic == "jmp"
+        && insns[2].rip_target == Some(slot)
+        && insns[2].op_str.starts_with("qword ptr");
+    if !ok {
+        return fail(format!(
+            "{what}: detour does not decode as `cmp [slot], 0; je original; jmp [slot]`: {}",
+            insns
+                .iter()
+                .map(Decoded::normalised)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    // The moved entry.
+    let original_insns = cs.decode(&original_bytes, d.site)?;
+    if d.full_replacement {
+        let moved = out
+            .bytes_at(d.moved_address, d.moved_len)
+            .ok_or_else(|| format!("{what}: fallback body not in the output"))?;
+        if moved != &original_bytes[..] {
+            return fail(format!("{what}: fallback body differs from the original"));
+        }
+        let offsets = offset_of!(Descriptor, offsets);
+        let ob_type = read_u32(descriptor, offsets + offset_of!(Offsets, object_ob_type));
+        let tp_dealloc = read_u32(descriptor, offsets + offset_of!(Offsets, type_tp_dealloc));
+        check_dealloc_body(&original_insns, ob_type, tp_dealloc)
+            .map_err(|e| format!("{what}: full replacement of an unverified body: {e}"))?;
+    } else {
+        let moved_bytes = out
+            .bytes_at(d.moved_address, d.moved_len + 5)
+            .ok_or_else(|| format!("{what}: original copy not in the output"))?;
+        let moved = cs.decode(&moved_bytes[..d.moved_len], d.moved_address)?;
+        let a: Vec<String> = original_insns.iter().map(Decoded::normalised).collect();
+        let b: Vec<String> = moved.iter().map(Decoded::normalised).collect();
+        if a != b {
+            return fail(format!(
+                "{what}: displaced instructions differ: original [{}], moved [{}]",
+                a.join("; "),
+                b.join("; ")
+            ));
+        }
+        let back = cs.decode(
+            &moved_bytes[d.moved_len..],
+            d.moved_address + d.moved_len as u64,
+        )?;
+        if back.len() != 1
+            || back[0].mnemonic != "jmp"
+            || back[0].imm != Some((d.site + len as u64) as i64)
+        {
+            return fail(format!(
+                "{what}: original copy does not return to {:#x}",
+                d.site + len as u64
+            ));
+        }
+    }
+    if let Some(orig) = orig {
+        if orig.bytes_at(d.site, len) != Some(&original_bytes[..]) {
+            return fail(format!(
+                "{what}: the original library's bytes differ from what the analysis saw"
+            ));
+        }
+    }
+    Ok(len)
 }
 
 /// Decode at least `n` instructions from the start of `bytes`.

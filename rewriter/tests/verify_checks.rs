@@ -96,6 +96,12 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     let ok = verify(&f.output, &f.manifest, Some(&f.original)).expect("clean output verifies");
     assert_eq!(ok.stubs_checked, f.manifest.stubs.len());
     assert_eq!(ok.hooks_checked, f.manifest.hooks.len());
+    assert_eq!(ok.detours_checked, f.manifest.detours.len());
+    assert_eq!(
+        f.manifest.detours.len(),
+        2,
+        "3.12 detours HashPointer and Dealloc"
+    );
     assert!(
         ok.slots_unchanged > 20_000,
         "all other relocations compared"
@@ -135,6 +141,60 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     m.stubs[1].stub += 16;
     let err = verify(&f.output, &m, Some(&f.original)).unwrap_err();
     assert!(err.contains("expected stub"), "{err}");
+
+    // 6. A detour reading the wrong target slot.
+    let hash = f
+        .manifest
+        .detours
+        .iter()
+        .find(|d| d.kind == "HashPointer")
+        .expect("hash-pointer detour");
+    let mut bad = f.output.clone();
+    let at = offset_of(&bad, hash.detour);
+    bad[at + 3] ^= 0x08; // disp32 of `cmp qword [rip+disp], 0`
+    let err = verify(&bad, &f.manifest, Some(&f.original)).unwrap_err();
+    assert!(err.contains("detour does not decode"), "{err}");
+
+    // 7. The moved copy of the detoured entry altered.
+    let mut bad = f.output.clone();
+    let at = offset_of(&bad, hash.moved_address);
+    bad[at + 3] ^= 0x10; // sub rsp, 8 -> sub rsp, 0x18
+    let err = verify(&bad, &f.manifest, Some(&f.original)).unwrap_err();
+    assert!(err.contains("displaced instructions differ"), "{err}");
+
+    // 8. The full-replacement fallback body altered (tp_dealloc offset).
+    let dealloc = f
+        .manifest
+        .detours
+        .iter()
+        .find(|d| d.full_replacement)
+        .expect("full-replacement detour");
+    let mut bad = f.output.clone();
+    let at = offset_of(&bad, dealloc.moved_address);
+    bad[at + 6] ^= 0x08; // jmp [rax+0x30] -> jmp [rax+0x38]
+    let err = verify(&bad, &f.manifest, Some(&f.original)).unwrap_err();
+    assert!(err.contains("fallback body differs"), "{err}");
+
+    // 9. A full replacement of a body that is not `Py_TYPE(op)->tp_dealloc(op)` with
+    //    the descriptor's offsets (manifest and fallback agree on the wrong offset).
+    let mut m = f.manifest.clone();
+    let i = m.detours.iter().position(|d| d.full_replacement).unwrap();
+    m.detours[i].original = "488b4708ff6038".into();
+    let mut bad = f.output.clone();
+    let at = offset_of(&bad, dealloc.moved_address);
+    bad[at + 6] = 0x38;
+    let err = verify(&bad, &m, Some(&f.original)).unwrap_err();
+    assert!(
+        err.contains("full replacement of an unverified body"),
+        "{err}"
+    );
+
+    // 10. A detoured site that no longer jumps to its detour.
+    let mut bad = f.output.clone();
+    let at = offset_of(&bad, dealloc.site);
+    bad[at + 1] ^= 0x01;
+    let err = verify(&bad, &f.manifest, Some(&f.original)).unwrap_err();
+    assert!(err.contains("does not jump to the detour"), "{err}");
 
     // 5. The original library is not the one the analysis saw.
     let mut other = f.original.clone();

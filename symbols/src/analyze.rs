@@ -183,6 +183,7 @@ pub fn analyze_bytes_with(
     let mut dispatch_sites = Vec::new();
     let mut registers = None;
     let mut hooks = Vec::new();
+    let mut detours = Vec::new();
     match &table {
         _ if !options.machine_code => outcome
             .unsupported
@@ -210,6 +211,14 @@ pub fn analyze_bytes_with(
                 frame_links.labels.extend(facts.extra_labels);
                 hooks = facts.hooks;
             }
+            let sites = crate::code::detours::detour_sites(
+                &image,
+                profile,
+                &frame_links.functions,
+                &offsets,
+            )
+            .map_err(|e| format!("function detours: {e}"));
+            detours = outcome.keep(sites)?.unwrap_or_default();
         }
         None => outcome
             .unsupported
@@ -230,6 +239,7 @@ pub fn analyze_bytes_with(
         registers,
         frame_links,
         hooks,
+        detours,
         offsets,
         unsupported,
     })

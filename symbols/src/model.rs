@@ -397,6 +397,31 @@ pub struct HookSite {
     pub point: HookPoint,
 }
 
+/// Which CPython function a detour diverts to a runtime replacement.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DetourKind {
+    /// The pointer hash (`_Py_HashPointer`): identity hashes (SEMANTICS §10).
+    HashPointer,
+    /// The generic deallocation entry (`_Py_Dealloc`): forget identity hashes.
+    Dealloc,
+}
+
+/// A function whose entry the rewriter diverts to a detour that calls the
+/// runtime's replacement (or runs the original when none is installed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DetourSite {
+    pub kind: DetourKind,
+    /// The detoured function's symbol name.
+    pub function: String,
+    /// The function entry; `bytes` are the displaced entry instructions.
+    pub point: HookPoint,
+    /// The displaced instructions cannot be moved (e.g. they end in an
+    /// indirect tail jump): `point.bytes` is the whole verified function body
+    /// and the runtime must replace the whole function.
+    pub full_replacement: bool,
+}
+
 /// The eval function and where its code lives.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EvalFunction {
@@ -434,6 +459,9 @@ pub struct Analysis {
     pub registers: Option<RegisterLayout>,
     pub frame_links: FrameLinks,
     pub hooks: Vec<HookSite>,
+    /// Function entries diverted to runtime replacements (absent in older JSON).
+    #[serde(default)]
+    pub detours: Vec<DetourSite>,
     pub offsets: StructOffsets,
     /// Parts of the analysis this version does not support yet, each a precise sentence.
     /// Empty means the library can be instrumented.

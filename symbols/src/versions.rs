@@ -4,7 +4,7 @@
 //! verifies what it finds in the binary. When a new CPython release needs
 //! different names or a different mechanism, this file is where it goes.
 
-use crate::model::{FunctionRole, LabelRole, PyVersion, TableEntryKind};
+use crate::model::{DetourKind, FunctionRole, LabelRole, PyVersion, TableEntryKind};
 
 /// How a version records the executing instruction in the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub struct VersionProfile {
     pub labels: &'static [(LabelRole, &'static str)],
     /// Out-of-line functions of the frame lifecycle and identity hooks.
     pub functions: &'static [(FunctionRole, &'static str)],
+    /// Functions whose entries are detoured to runtime replacements.
+    pub detours: &'static [(DetourKind, &'static str)],
     /// Static arrays copied into the descriptor: (inline cache sizes, deopt map).
     pub opcode_arrays: (&'static str, &'static str),
     /// `(struct, fields)` whose offsets the runtime needs; nested fields use `.`.
@@ -99,6 +101,7 @@ const PY311: VersionProfile = VersionProfile {
         (FunctionRole::HashPointer, "_Py_HashPointer"),
         (FunctionRole::Dealloc, "_Py_Dealloc"),
     ],
+    detours: &[],
     opcode_arrays: ("_PyOpcode_Caches", "_PyOpcode_Deopt"),
     struct_fields: &[
         (
@@ -162,6 +165,10 @@ const PY312: VersionProfile = VersionProfile {
         (FunctionRole::HashPointer, "_Py_HashPointer"),
         (FunctionRole::Dealloc, "_Py_Dealloc"),
     ],
+    detours: &[
+        (DetourKind::HashPointer, "_Py_HashPointer"),
+        (DetourKind::Dealloc, "_Py_Dealloc"),
+    ],
     opcode_arrays: ("_PyOpcode_Caches", "_PyOpcode_Deopt"),
     struct_fields: &[
         (
@@ -201,6 +208,8 @@ const PY312: VersionProfile = VersionProfile {
             "PyCodeObject",
             &["co_code_adaptive", "co_framesize", "co_nlocalsplus"],
         ),
+        ("_object", &["ob_type"]),
+        ("_typeobject", &["tp_dealloc"]),
     ],
 };
 
@@ -232,6 +241,7 @@ const PY313: VersionProfile = VersionProfile {
         (FunctionRole::HashPointer, "Py_HashPointer"),
         (FunctionRole::Dealloc, "_Py_Dealloc"),
     ],
+    detours: &[],
     opcode_arrays: ("_PyOpcode_Caches", "_PyOpcode_Deopt"),
     struct_fields: &[
         (

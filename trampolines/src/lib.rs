@@ -9,12 +9,15 @@
 //! * [`dispatch`]: one stub per redirected opcode, with the inline fast path
 //!   that every bytecode dispatch runs;
 //! * [`hooks`]: one trampoline per hook site, running the displaced original
-//!   instructions ([`relocate`]) after the optional runtime call.
+//!   instructions ([`relocate`]) after the optional runtime call;
+//! * [`detour`]: function entries diverted to a runtime replacement, with a
+//!   callable copy of the original.
 //!
 //! The result ([`Program`]) says where everything landed so the ELF emitter can
 //! point table slots and patched sites at it and the verifier can check it.
 
 pub mod common;
+pub mod detour;
 pub mod dispatch;
 pub mod error;
 pub mod hooks;

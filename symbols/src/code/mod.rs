@@ -10,9 +10,11 @@
 //! * [`dispatch`]: table dispatch proof. [`liveness`]: backward liveness.
 //! * [`registers`]/[`layout`]: register layout. [`frame_stores`]: current-frame stores.
 //! * [`labels`]: recursion-check points. [`hookable`]: 5-byte hook points.
+//! * [`detours`]: function entries diverted to runtime replacements.
 
 pub mod cfg;
 pub mod decode;
+pub mod detours;
 pub mod dispatch;
 pub mod error;
 pub mod frame_stores;

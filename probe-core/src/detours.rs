@@ -1,0 +1,328 @@
+//! The runtime side of function detours: the replacements the rewritten
+//! library's detours jump to, and their installation at start-up.
+//!
+//! * `_Py_HashPointer` → [`pointer_hash`] (SEMANTICS §10): the first hash of
+//!   an aligned address is memoised in an [`IdentityMap`]; its value is the
+//!   location hash of the nearest visible frame when the coordinate engine
+//!   can name one ([`nearest_visible_location_hash`]), else `raw(p)`.
+//! * `_Py_Dealloc` (a full replacement: the rewriter verified the body is
+//!   `Py_TYPE(op)->tp_dealloc(op)`) → [`dealloc`]: the same call through the
+//!   type, then the address is forgotten. Only frees through `_Py_Dealloc`
+//!   forget (SEMANTICS errata 1: the 3.12 eval loop calls deallocators
+//!   directly, and those addresses stay memoised).
+//!
+//! Both replacements run with the GIL held, so the map's `Mutex` is always
+//! uncontended; it keeps the code sound without relying on that. No Python
+//! code runs while the lock is held: the deallocator is called before the
+//! lock is taken.
+//!
+//! The map is per process for now (SEMANTICS wants one per interpreter).
+
+use crate::descriptor::LiveDescriptor;
+use crate::identity_map::{raw, to_py_hash, IdentityMap};
+use retrace_abi::{field, Descriptor, DetourInfo, DetourKind, ABSENT, MAX_DETOURS};
+use std::ffi::c_void;
+use std::mem::offset_of;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// The process-wide identity memo.
+static IDENTITY: Mutex<IdentityMap> = Mutex::new(IdentityMap::new());
+
+/// `_object.ob_type` and `_typeobject.tp_dealloc`, set by [`install`].
+static OB_TYPE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static TP_DEALLOC: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn identity() -> MutexGuard<'static, IdentityMap> {
+    // A poisoned lock only means a panic elsewhere; the map stays usable.
+    IDENTITY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Number of memoised addresses (for `_retrace._identity_map_len()`).
+pub fn identity_map_len() -> usize {
+    identity().len()
+}
+
+/// The hook point for the coordinate engine: the location hash (SEMANTICS
+/// §9.3) of the current thread's thread-space of the nearest frame visible
+/// in a walk (§6), when the current thread has a non-zero Retrace id and the
+/// walk finds a visible frame.
+///
+/// The engine is not wired in yet, so this returns `None` and every identity
+/// hash falls back to `raw(p)`; it must never invent a coordinate.
+pub fn nearest_visible_location_hash() -> Option<i64> {
+    None
+}
+
+/// `pointer_hash(p)` of SEMANTICS §10 over `map`, with the location source
+/// injected. `location` is consulted only for an aligned address not yet
+/// memoised, and without the map borrowed, so it may take other locks.
+pub fn pointer_hash_with(
+    map: &Mutex<IdentityMap>,
+    p: u64,
+    location: impl FnOnce() -> Option<i64>,
+) -> i64 {
+    if p == 0 || p & 7 != 0 {
+        return raw(p);
+    }
+    let lock = || map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = lock().get(p) {
+        return v;
+    }
+    let v = match location() {
+        Some(h) => to_py_hash(h as u64),
+        None => raw(p),
+    };
+    let mut m = lock();
+    if let Some(v) = m.get(p) {
+        return v;
+    }
+    // On memory exhaustion the value is simply not memoised.
+    let _ = m.insert(p, v);
+    v
+}
+
+/// `pointer_hash(p)` with the process-wide map and the engine's location.
+pub fn pointer_hash(p: u64) -> i64 {
+    pointer_hash_with(&IDENTITY, p, nearest_visible_location_hash)
+}
+
+/// Forgets `p` after a free through the generic deallocator.
+pub fn forget_with(map: &Mutex<IdentityMap>, p: u64) {
+    if p != 0 && p & 7 == 0 {
+        map.lock().unwrap_or_else(|e| e.into_inner()).remove(p);
+    }
+}
+
+/// Replacement of `_Py_HashPointer(const void *)`.
+extern "C" fn hash_pointer(p: *const c_void) -> isize {
+    pointer_hash(p as u64) as isize
+}
+
+/// `Py_TYPE(op)->tp_dealloc(op)` with the given field offsets.
+///
+/// # Safety
+/// `op` points at a live object whose type pointer sits at `ob_type` and
+/// whose type's deallocator slot sits at `tp_dealloc` (CPython's contract
+/// for `_Py_Dealloc`).
+pub unsafe fn call_tp_dealloc(op: *mut c_void, ob_type: usize, tp_dealloc: usize) {
+    // SAFETY: guaranteed by the caller: both reads are fields of live objects.
+    unsafe {
+        let ty = *(op.cast::<u8>().add(ob_type).cast::<*const u8>());
+        let f = *(ty
+            .add(tp_dealloc)
+            .cast::<Option<unsafe extern "C" fn(*mut c_void)>>());
+        // CPython calls the slot unconditionally (a NULL slot crashes there too);
+        // a NULL here is left alone rather than called.
+        if let Some(f) = f {
+            f(op);
+        }
+    }
+}
+
+/// Full replacement of `_Py_Dealloc(PyObject *)`.
+extern "C" fn dealloc(op: *mut c_void) {
+    let (ob_type, tp_dealloc) = (
+        OB_TYPE.load(Ordering::Relaxed),
+        TP_DEALLOC.load(Ordering::Relaxed),
+    );
+    // SAFETY: CPython calls `_Py_Dealloc` with an object whose refcount
+    // reached zero; `install` only routes here after storing the offsets the
+    // rewriter verified against this library's `_Py_Dealloc` body.
+    unsafe { call_tp_dealloc(op, ob_type, tp_dealloc) };
+    forget_with(&IDENTITY, op as u64);
+}
+
+/// What [`install`] did with each detour of the descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Installed {
+    Replaced(DetourKind),
+    /// Unknown kind or missing offsets: the original keeps running.
+    Skipped {
+        index: usize,
+        reason: &'static str,
+    },
+}
+
+/// The replacement for a detour, or why there is none.
+fn replacement(kind: Option<DetourKind>, descriptor: &LiveDescriptor) -> Result<u64, &'static str> {
+    match kind {
+        Some(DetourKind::HashPointer) => Ok(hash_pointer as *const () as u64),
+        Some(DetourKind::Dealloc) => {
+            let o = descriptor.info().offsets;
+            if o.object_ob_type == ABSENT || o.type_tp_dealloc == ABSENT {
+                return Err("descriptor lacks ob_type/tp_dealloc offsets");
+            }
+            OB_TYPE.store(o.object_ob_type as usize, Ordering::Relaxed);
+            TP_DEALLOC.store(o.type_tp_dealloc as usize, Ordering::Relaxed);
+            Ok(dealloc as *const () as u64)
+        }
+        None => Err("unknown detour kind"),
+    }
+}
+
+/// Stores the replacement of every detour the descriptor lists into its
+/// `detour_targets` slot, from which the detours jump.
+pub fn install(descriptor: &LiveDescriptor) -> Vec<Installed> {
+    let base = descriptor.info().address;
+    // SAFETY: `LiveDescriptor` validated that a whole, aligned Descriptor
+    // lives at `base`; `detour_count` and `detours` are written only by the
+    // rewriter and never change.
+    let count =
+        unsafe { std::ptr::read((base + offset_of!(Descriptor, detour_count)) as *const u32) };
+    let mut out = Vec::new();
+    for index in 0..(count as usize).min(MAX_DETOURS) {
+        // SAFETY: as above; `index < MAX_DETOURS` keeps the read inside `detours`.
+        let info: DetourInfo = unsafe {
+            std::ptr::read(
+                (base + field::DETOURS + index * std::mem::size_of::<DetourInfo>())
+                    as *const DetourInfo,
+            )
+        };
+        let kind = DetourKind::from_u32(info.kind);
+        match replacement(kind, descriptor) {
+            Ok(target) => {
+                // SAFETY: the slot is an aligned u64 inside the descriptor; the
+                // detours read it concurrently, hence the atomic store.
+                let slot = unsafe {
+                    AtomicU64::from_ptr((base + field::DETOUR_TARGETS + 8 * index) as *mut u64)
+                };
+                slot.store(target, Ordering::Release);
+                out.extend(kind.map(Installed::Replaced));
+            }
+            Err(reason) => out.push(Installed::Skipped { index, reason }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_addresses_are_memoised_with_the_raw_fallback() {
+        let map = Mutex::new(IdentityMap::new());
+        let p = 0x7f00_1234_5670u64;
+        let v = pointer_hash_with(&map, p, || None);
+        assert_eq!(v, raw(p));
+        assert_eq!(v, 0x07f0_0123_4567);
+        assert_eq!(map.lock().unwrap().len(), 1);
+        // A later location does not change a memoised value.
+        assert_eq!(pointer_hash_with(&map, p, || Some(99)), v);
+        forget_with(&map, p);
+        assert_eq!(map.lock().unwrap().len(), 0);
+        // After forgetting, a fresh value is computed.
+        assert_eq!(pointer_hash_with(&map, p, || Some(99)), 99);
+    }
+
+    #[test]
+    fn null_and_misaligned_addresses_are_not_memoised() {
+        let map = Mutex::new(IdentityMap::new());
+        assert_eq!(pointer_hash_with(&map, 0, || Some(5)), raw(0));
+        assert_eq!(pointer_hash_with(&map, 0x1003, || Some(5)), raw(0x1003));
+        assert_eq!(map.lock().unwrap().len(), 0);
+        forget_with(&map, 0x1003);
+    }
+
+    #[test]
+    fn location_minus_one_becomes_minus_two() {
+        let map = Mutex::new(IdentityMap::new());
+        assert_eq!(pointer_hash_with(&map, 0x1000, || Some(-1)), -2);
+        // raw(p) == -1 for p = 0xffff...f rotated: p = !0 is misaligned; check -1 -> -2 on raw.
+        assert_eq!(raw(u64::MAX), -2);
+    }
+
+    #[test]
+    fn engine_hook_point_reports_no_location_yet() {
+        assert_eq!(nearest_visible_location_hash(), None);
+    }
+
+    static FREED: AtomicU64 = AtomicU64::new(0);
+    extern "C" fn fake_tp_dealloc(op: *mut c_void) {
+        FREED.store(op as u64, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn tp_dealloc_is_called_through_the_type() {
+        // A fake type with tp_dealloc at 0x30 and an object with ob_type at 8.
+        let mut ty = [0u64; 8];
+        ty[6] = fake_tp_dealloc as *const () as u64;
+        let mut obj = [1u64, ty.as_mut_ptr() as u64];
+        // SAFETY: the fake object and type have the described layout.
+        unsafe { call_tp_dealloc(obj.as_mut_ptr().cast(), 8, 0x30) };
+        assert_eq!(FREED.load(Ordering::SeqCst), obj.as_ptr() as u64);
+    }
+
+    /// A leaked descriptor with two detours.
+    fn described(offsets: bool) -> LiveDescriptor {
+        let mut d = Box::new(Descriptor::new());
+        d.detour_count = 3;
+        d.detours[0] = DetourInfo {
+            kind: DetourKind::HashPointer as u32,
+            flags: 0,
+            site: 0x2d0990,
+            original: 0x6b0000,
+        };
+        d.detours[1] = DetourInfo {
+            kind: DetourKind::Dealloc as u32,
+            flags: retrace_abi::DETOUR_FULL_REPLACEMENT,
+            site: 0x1c9a10,
+            original: 0,
+        };
+        d.detours[2] = DetourInfo {
+            kind: 77,
+            ..DetourInfo::default()
+        };
+        if offsets {
+            d.offsets.object_ob_type = 8;
+            d.offsets.type_tp_dealloc = 0x30;
+        }
+        let raw = Box::into_raw(d);
+        // SAFETY: fresh exclusive allocation, leaked for the test process.
+        unsafe {
+            (*raw).self_address = raw as u64;
+            LiveDescriptor::validate(
+                raw as usize,
+                std::mem::size_of::<Descriptor>() as u64,
+                0,
+                false,
+            )
+            .expect("valid test descriptor")
+        }
+    }
+
+    fn targets(d: &LiveDescriptor) -> [u64; MAX_DETOURS] {
+        // SAFETY: reads the leaked test descriptor.
+        unsafe { (*(d.info().address as *const Descriptor)).detour_targets }
+    }
+
+    #[test]
+    fn install_fills_the_target_slots() {
+        let d = described(true);
+        let done = install(&d);
+        assert_eq!(
+            done,
+            vec![
+                Installed::Replaced(DetourKind::HashPointer),
+                Installed::Replaced(DetourKind::Dealloc),
+                Installed::Skipped {
+                    index: 2,
+                    reason: "unknown detour kind"
+                },
+            ]
+        );
+        let t = targets(&d);
+        assert_eq!(t[0], hash_pointer as *const () as u64);
+        assert_eq!(t[1], dealloc as *const () as u64);
+        assert_eq!(&t[2..], &[0; MAX_DETOURS - 2]);
+    }
+
+    #[test]
+    fn dealloc_without_offsets_keeps_the_original() {
+        let d = described(false);
+        let done = install(&d);
+        assert!(matches!(done[1], Installed::Skipped { index: 1, .. }));
+        assert_eq!(targets(&d)[1], 0);
+    }
+}
