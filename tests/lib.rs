@@ -110,6 +110,21 @@ pub fn rewriter(args: &[&str]) -> Output {
         .expect("spawn rewriter")
 }
 
+/// Run `rewriter instrument INPUT -o OUT_DIR --runtime <the built runtime> EXTRA…`.
+pub fn rewriter_instrument(input: &Path, out_dir: &Path, extra: &[&str]) -> Output {
+    let rt = runtime_lib();
+    let mut args = vec![
+        "instrument",
+        input.to_str().expect("utf-8 path"),
+        "-o",
+        out_dir.to_str().expect("utf-8 path"),
+        "--runtime",
+        rt.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    rewriter(&args)
+}
+
 /// An instrumented output of the newest local CPython `series`, built once per test binary.
 pub struct Instrumented {
     pub install: PathBuf,
@@ -132,17 +147,7 @@ fn instrument(series: &str) -> Instrumented {
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "test".into());
     let dir = base.join(format!("{name}-{series}"));
-    let out = Command::new(rewriter_bin())
-        .arg("instrument")
-        .arg(libpython(&install, series))
-        .arg("-o")
-        .arg(&dir)
-        .arg("--force")
-        .arg("--quiet")
-        .arg("--runtime")
-        .arg(runtime_lib())
-        .output()
-        .expect("spawn rewriter");
+    let out = rewriter_instrument(&libpython(&install, series), &dir, &["--force", "--quiet"]);
     assert!(
         out.status.success(),
         "rewriter instrument failed: {}",

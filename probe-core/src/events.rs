@@ -123,16 +123,10 @@ pub fn on_hook(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::FakeMemory;
     use crate::location::Location;
     use crate::tables::FrameStatus;
     use std::collections::HashMap;
-
-    struct FakeMemory(HashMap<u64, u64>);
-    impl Memory for FakeMemory {
-        fn read_u64(&self, address: u64) -> Option<u64> {
-            self.0.get(&address).copied()
-        }
-    }
 
     const TSTATE: u64 = 0x5555_0000;
     const RSP: u64 = 0x7fff_0000;

@@ -119,17 +119,21 @@ pub fn register_name(n: u8) -> &'static str {
     NAMES.get(usize::from(n)).copied().unwrap_or("?")
 }
 
+/// Memory backed by a map, for tests of code that reads the interrupted stack.
+#[cfg(test)]
+pub(crate) struct FakeMemory(pub(crate) std::collections::HashMap<u64, u64>);
+
+#[cfg(test)]
+impl Memory for FakeMemory {
+    fn read_u64(&self, address: u64) -> Option<u64> {
+        self.0.get(&address).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
-
-    struct FakeMemory(HashMap<u64, u64>);
-    impl Memory for FakeMemory {
-        fn read_u64(&self, address: u64) -> Option<u64> {
-            self.0.get(&address).copied()
-        }
-    }
 
     fn loc(kind: u32, value: i32) -> VarLocation {
         VarLocation { kind, value }

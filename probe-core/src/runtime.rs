@@ -165,15 +165,9 @@ pub unsafe extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::FakeMemory;
     use crate::location::Location;
     use std::collections::HashMap;
-
-    struct FakeMemory(HashMap<u64, u64>);
-    impl Memory for FakeMemory {
-        fn read_u64(&self, address: u64) -> Option<u64> {
-            self.0.get(&address).copied()
-        }
-    }
 
     #[test]
     fn counts_and_tables_through_the_runtime() {

@@ -197,49 +197,25 @@ pub fn verify(
             unhex(&h.original).ok_or_else(|| format!("hook {:#x}: bad hex in manifest", h.site))?;
         let len = original_bytes.len();
         patched.push((h.site, len));
-        let site = out
-            .bytes_at(h.site, len)
-            .ok_or_else(|| format!("hook site {:#x} not in the output", h.site))?;
-        let jump = cs.decode(&site[..5], h.site)?;
-        if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(h.trampoline as i64)
-        {
-            return fail(format!(
-                "hook site {:#x} ({}) does not jump to its trampoline {:#x}",
-                h.site, h.what, h.trampoline
-            ));
-        }
-        if site[5..].iter().any(|b| *b != 0xcc) {
-            return fail(format!("hook site {:#x}: padding is not int3", h.site));
-        }
-        let original_insns = cs.decode(&original_bytes, h.site)?;
-        let moved_bytes = out
-            .bytes_at(h.displaced_address, h.displaced_len + 5)
-            .ok_or_else(|| format!("trampoline of {:#x} not in the output", h.site))?;
-        let moved = cs.decode(&moved_bytes[..h.displaced_len], h.displaced_address)?;
-        let a: Vec<String> = original_insns.iter().map(Decoded::normalised).collect();
-        let b: Vec<String> = moved.iter().map(Decoded::normalised).collect();
-        if a != b {
-            return fail(format!(
-                "hook {:#x}: displaced instructions differ: original [{}], moved [{}]",
-                h.site,
-                a.join("; "),
-                b.join("; ")
-            ));
-        }
-        let back = cs.decode(
-            &moved_bytes[h.displaced_len..],
-            h.displaced_address + h.displaced_len as u64,
+        let what = format!("hook {:#x} ({})", h.site, h.what);
+        check_site_jump(
+            &cs,
+            &out,
+            h.site,
+            len,
+            h.trampoline,
+            &what,
+            "its trampoline",
         )?;
-        if back.len() != 1
-            || back[0].mnemonic != "jmp"
-            || back[0].imm != Some((h.site + len as u64) as i64)
-        {
-            return fail(format!(
-                "hook {:#x}: trampoline does not return to {:#x}",
-                h.site,
-                h.site + len as u64
-            ));
-        }
+        let original_insns = cs.decode(&original_bytes, h.site)?;
+        check_moved_copy(
+            &cs,
+            &out,
+            &original_insns,
+            (h.displaced_address, h.displaced_len),
+            h.site + len as u64,
+            &what,
+        )?;
         if let Some(orig) = &orig {
             if orig.bytes_at(h.site, len) != Some(&original_bytes[..]) {
                 return fail(format!(
@@ -416,19 +392,7 @@ fn verify_detour(
         return fail(format!("{what}: target slot is not zero in the file"));
     }
     // The site.
-    let at_site = out
-        .bytes_at(d.site, len)
-        .ok_or_else(|| format!("{what}: site not in the output"))?;
-    let jump = cs.decode(&at_site[..5], d.site)?;
-    if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(d.detour as i64) {
-        return fail(format!(
-            "{what}: the site does not jump to the detour {:#x}",
-            d.detour
-        ));
-    }
-    if at_site[5..].iter().any(|b| *b != 0xcc) {
-        return fail(format!("{what}: padding is not int3"));
-    }
+    check_site_jump(cs, out, d.site, len, d.detour, &what, "the detour")?;
     // The detour: cmp [slot], 0; je moved; jmp [slot].
     // The last detour may end less than 32 bytes before the end of the section.
     let code = (20..=32)
@@ -470,32 +434,14 @@ fn verify_detour(
         check_dealloc_body(&original_insns, ob_type, tp_dealloc)
             .map_err(|e| format!("{what}: full replacement of an unverified body: {e}"))?;
     } else {
-        let moved_bytes = out
-            .bytes_at(d.moved_address, d.moved_len + 5)
-            .ok_or_else(|| format!("{what}: original copy not in the output"))?;
-        let moved = cs.decode(&moved_bytes[..d.moved_len], d.moved_address)?;
-        let a: Vec<String> = original_insns.iter().map(Decoded::normalised).collect();
-        let b: Vec<String> = moved.iter().map(Decoded::normalised).collect();
-        if a != b {
-            return fail(format!(
-                "{what}: displaced instructions differ: original [{}], moved [{}]",
-                a.join("; "),
-                b.join("; ")
-            ));
-        }
-        let back = cs.decode(
-            &moved_bytes[d.moved_len..],
-            d.moved_address + d.moved_len as u64,
+        check_moved_copy(
+            cs,
+            out,
+            &original_insns,
+            (d.moved_address, d.moved_len),
+            d.site + len as u64,
+            &what,
         )?;
-        if back.len() != 1
-            || back[0].mnemonic != "jmp"
-            || back[0].imm != Some((d.site + len as u64) as i64)
-        {
-            return fail(format!(
-                "{what}: original copy does not return to {:#x}",
-                d.site + len as u64
-            ));
-        }
     }
     if let Some(orig) = orig {
         if orig.bytes_at(d.site, len) != Some(&original_bytes[..]) {
@@ -505,6 +451,65 @@ fn verify_detour(
         }
     }
     Ok(len)
+}
+
+/// The first 5 bytes at `site` are `jmp target` and the rest of the `len`
+/// displaced bytes are `int3` padding (hooks and detours alike).
+fn check_site_jump(
+    cs: &CrossDecoder,
+    out: &Image<'_>,
+    site: u64,
+    len: usize,
+    target: u64,
+    what: &str,
+    target_name: &str,
+) -> Result<(), String> {
+    let at_site = out
+        .bytes_at(site, len)
+        .ok_or_else(|| format!("{what}: site not in the output"))?;
+    let jump = cs.decode(&at_site[..5], site)?;
+    if jump.len() != 1 || jump[0].mnemonic != "jmp" || jump[0].imm != Some(target as i64) {
+        return fail(format!(
+            "{what}: the site does not jump to {target_name} {target:#x}"
+        ));
+    }
+    if at_site[5..].iter().any(|b| *b != 0xcc) {
+        return fail(format!("{what}: padding is not int3"));
+    }
+    Ok(())
+}
+
+/// The relocated copy at `moved = (address, len)` decodes to the original
+/// instructions (RIP targets resolved) and is followed by `jmp resume`.
+fn check_moved_copy(
+    cs: &CrossDecoder,
+    out: &Image<'_>,
+    original: &[Decoded],
+    moved: (u64, usize),
+    resume: u64,
+    what: &str,
+) -> Result<(), String> {
+    let (address, len) = moved;
+    let bytes = out
+        .bytes_at(address, len + 5)
+        .ok_or_else(|| format!("{what}: relocated copy not in the output"))?;
+    let copy = cs.decode(&bytes[..len], address)?;
+    let a: Vec<String> = original.iter().map(Decoded::normalised).collect();
+    let b: Vec<String> = copy.iter().map(Decoded::normalised).collect();
+    if a != b {
+        return fail(format!(
+            "{what}: displaced instructions differ: original [{}], moved [{}]",
+            a.join("; "),
+            b.join("; ")
+        ));
+    }
+    let back = cs.decode(&bytes[len..], address + len as u64)?;
+    if back.len() != 1 || back[0].mnemonic != "jmp" || back[0].imm != Some(resume as i64) {
+        return fail(format!(
+            "{what}: relocated copy does not return to {resume:#x}"
+        ));
+    }
+    Ok(())
 }
 
 /// Decode at least `n` instructions from the start of `bytes`.

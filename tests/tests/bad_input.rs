@@ -2,7 +2,7 @@
 //! exit, and nothing written.
 
 use retrace_tests::{
-    find_install, instrumented_312, libpython, require_install, rewriter, runtime_lib,
+    find_install, instrumented_312, libpython, require_install, rewriter_instrument,
 };
 use std::path::{Path, PathBuf};
 
@@ -22,15 +22,7 @@ impl Case {
     /// Run `instrument INPUT -o <tmp>/out` and check the failure contract.
     fn expect_failure(&self, input: &Path, needle: &str) {
         let out_dir = self.path("out");
-        let rt = runtime_lib();
-        let out = rewriter(&[
-            "instrument",
-            input.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--runtime",
-            rt.to_str().unwrap(),
-        ]);
+        let out = rewriter_instrument(input, &out_dir, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
@@ -133,15 +125,7 @@ fn unwritable_output_folder() {
     let blocker = c.path("blocker");
     std::fs::write(&blocker, b"").unwrap();
     let out_dir = blocker.join("out");
-    let rt = runtime_lib();
-    let out = rewriter(&[
-        "instrument",
-        libpython(&install, "3.12").to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--runtime",
-        rt.to_str().unwrap(),
-    ]);
+    let out = rewriter_instrument(&libpython(&install, "3.12"), &out_dir, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(
@@ -158,26 +142,14 @@ fn existing_output_needs_force() {
     let install = require_install("3.12");
     let c = Case::new();
     let out_dir = c.path("out");
-    let rt = runtime_lib();
-    let args = |force: bool| {
-        let mut v = vec![
-            "instrument".to_string(),
-            libpython(&install, "3.12").display().to_string(),
-            "-o".into(),
-            out_dir.display().to_string(),
-            "--runtime".into(),
-            rt.display().to_string(),
-            "--quiet".into(),
-        ];
-        if force {
-            v.push("--force".into());
-        }
-        v
-    };
+    let lib = libpython(&install, "3.12");
     let run = |force: bool| {
-        let a = args(force);
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        rewriter(&refs)
+        let extra: &[&str] = if force {
+            &["--quiet", "--force"]
+        } else {
+            &["--quiet"]
+        };
+        rewriter_instrument(&lib, &out_dir, extra)
     };
     assert!(run(false).status.success());
     let manifest = out_dir.join("retrace-manifest.json");
@@ -201,16 +173,7 @@ fn non_rewriter_folder_is_never_replaced() {
     let out_dir = c.path("mine");
     std::fs::create_dir(&out_dir).unwrap();
     std::fs::write(out_dir.join("precious.txt"), b"keep").unwrap();
-    let rt = runtime_lib();
-    let out = rewriter(&[
-        "instrument",
-        libpython(&install, "3.12").to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--runtime",
-        rt.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = rewriter_instrument(&libpython(&install, "3.12"), &out_dir, &["--force"]);
     assert!(!out.status.success());
     assert_eq!(
         std::fs::read(out_dir.join("precious.txt")).unwrap(),

@@ -2,7 +2,7 @@
 //! a tampered output, `--help`.
 
 use retrace_tests::{
-    find_install, instrumented_312, libpython, require_install, rewriter, runtime_lib,
+    find_install, instrumented_312, libpython, require_install, rewriter, rewriter_instrument,
 };
 
 #[test]
@@ -55,15 +55,7 @@ fn inspect_other_versions_reports_what_is_not_supported() {
         // instrument refuses with the same precise reasons and writes nothing.
         let dir = tempfile::tempdir().unwrap();
         let out_dir = dir.path().join("out");
-        let rt = runtime_lib();
-        let out = rewriter(&[
-            "instrument",
-            lib.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--runtime",
-            rt.to_str().unwrap(),
-        ]);
+        let out = rewriter_instrument(&lib, &out_dir, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(

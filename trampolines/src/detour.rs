@@ -25,11 +25,10 @@
 //! installed (position-independent code only: no relative branch, no
 //! RIP-relative operand), with no jump back.
 
+use crate::error::CodegenError;
+use crate::relocate::{decode_whole, encode_at};
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
-use iced_x86::{
-    BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, Instruction,
-    InstructionBlock, OpKind,
-};
+use iced_x86::{FlowControl, Instruction, OpKind};
 use thiserror::Error;
 
 /// Size of the `jmp rel32` at the detoured entry.
@@ -96,26 +95,27 @@ pub enum DetourError {
     Assembler(String),
 }
 
-fn decode_all(address: u64, bytes: &[u8]) -> Result<Vec<Instruction>, DetourError> {
-    let mut decoder = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while decoder.can_decode() {
-        let ins = decoder.decode();
-        if ins.is_invalid() {
-            return Err(DetourError::Decode {
-                address: ins.ip(),
-                reason: "invalid instruction".into(),
-            });
+impl From<CodegenError> for DetourError {
+    /// The shared decoder/encoder of `relocate` reports in codegen terms.
+    fn from(e: CodegenError) -> Self {
+        match e {
+            CodegenError::Decode { address, reason } => DetourError::Decode { address, reason },
+            CodegenError::Reencode {
+                address,
+                new_address,
+                reason,
+            } => DetourError::Reencode {
+                address,
+                new_address,
+                reason,
+            },
+            other => DetourError::Assembler(other.to_string()),
         }
-        out.push(ins);
     }
-    if decoder.position() != bytes.len() {
-        return Err(DetourError::Decode {
-            address,
-            reason: "bytes do not end on an instruction boundary".into(),
-        });
-    }
-    Ok(out)
+}
+
+fn decode_all(address: u64, bytes: &[u8]) -> Result<Vec<Instruction>, DetourError> {
+    Ok(decode_whole(address, bytes)?)
 }
 
 /// Re-encode a displaced function entry (straight-line code and direct calls)
@@ -139,15 +139,7 @@ pub fn relocate_entry(
             });
         }
     }
-    let block = InstructionBlock::new(&instructions, new_address);
-    let result = BlockEncoder::encode(64, block, BlockEncoderOptions::NONE).map_err(|e| {
-        DetourError::Reencode {
-            address,
-            new_address,
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(result.code_buffer)
+    Ok(encode_at(&instructions, address, new_address)?)
 }
 
 /// Check that a full-replacement body can run verbatim anywhere and never

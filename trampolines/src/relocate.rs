@@ -8,14 +8,12 @@
 
 use crate::error::CodegenError;
 use iced_x86::{
-    BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, InstructionBlock,
+    BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, Instruction,
+    InstructionBlock,
 };
 
-/// Decode `bytes` (located at `address`) into whole instructions, refusing branches.
-pub fn decode_displaced(
-    address: u64,
-    bytes: &[u8],
-) -> Result<Vec<iced_x86::Instruction>, CodegenError> {
+/// Decode `bytes` (located at `address`) into whole instructions, whatever they are.
+pub fn decode_whole(address: u64, bytes: &[u8]) -> Result<Vec<Instruction>, CodegenError> {
     let mut decoder = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE);
     let mut out = Vec::new();
     while decoder.can_decode() {
@@ -24,12 +22,6 @@ pub fn decode_displaced(
             return Err(CodegenError::Decode {
                 address: ins.ip(),
                 reason: "invalid instruction".into(),
-            });
-        }
-        if ins.flow_control() != FlowControl::Next {
-            return Err(CodegenError::DisplacedBranch {
-                address: ins.ip(),
-                text: format!("{ins}"),
             });
         }
         out.push(ins);
@@ -43,10 +35,26 @@ pub fn decode_displaced(
     Ok(out)
 }
 
-/// Re-encode the displaced instructions of `address` so they run at `new_address`.
-pub fn reencode(address: u64, bytes: &[u8], new_address: u64) -> Result<Vec<u8>, CodegenError> {
-    let instructions = decode_displaced(address, bytes)?;
-    let block = InstructionBlock::new(&instructions, new_address);
+/// Decode `bytes` (located at `address`) into whole instructions, refusing branches.
+pub fn decode_displaced(address: u64, bytes: &[u8]) -> Result<Vec<Instruction>, CodegenError> {
+    let out = decode_whole(address, bytes)?;
+    if let Some(ins) = out.iter().find(|i| i.flow_control() != FlowControl::Next) {
+        return Err(CodegenError::DisplacedBranch {
+            address: ins.ip(),
+            text: format!("{ins}"),
+        });
+    }
+    Ok(out)
+}
+
+/// Encode `instructions` (decoded at `address`) to run at `new_address`,
+/// keeping RIP-relative operands and branch targets absolute.
+pub fn encode_at(
+    instructions: &[Instruction],
+    address: u64,
+    new_address: u64,
+) -> Result<Vec<u8>, CodegenError> {
+    let block = InstructionBlock::new(instructions, new_address);
     let result = BlockEncoder::encode(64, block, BlockEncoderOptions::NONE).map_err(|e| {
         CodegenError::Reencode {
             address,
@@ -55,6 +63,11 @@ pub fn reencode(address: u64, bytes: &[u8], new_address: u64) -> Result<Vec<u8>,
         }
     })?;
     Ok(result.code_buffer)
+}
+
+/// Re-encode the displaced instructions of `address` so they run at `new_address`.
+pub fn reencode(address: u64, bytes: &[u8], new_address: u64) -> Result<Vec<u8>, CodegenError> {
+    encode_at(&decode_displaced(address, bytes)?, address, new_address)
 }
 
 #[cfg(test)]

@@ -4,65 +4,12 @@
 //! other at run-time addresses; the program is generated for exactly those
 //! addresses, so the test exercises the same bytes the rewriter would emit.
 
+mod common;
+
+use common::Mapping;
 use retrace_abi::{Descriptor, SavedRegisters};
 use std::sync::atomic::{AtomicU64, Ordering};
 use trampolines::{generate, HookRequest, ProgramInput, StubRequest};
-
-struct Mapping {
-    base: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> Mapping {
-        // SAFETY: anonymous private mapping, checked for failure.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        Mapping {
-            base: base as *mut u8,
-            len,
-        }
-    }
-    fn addr(&self, off: usize) -> u64 {
-        self.base as u64 + off as u64
-    }
-    fn write(&self, off: usize, bytes: &[u8]) {
-        assert!(off + bytes.len() <= self.len);
-        // SAFETY: in bounds of our writable mapping.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(off), bytes.len()) }
-    }
-    fn protect_exec(&self, off: usize, len: usize) {
-        // SAFETY: page-aligned sub-range of our mapping.
-        let rc = unsafe {
-            libc::mprotect(
-                self.base.add(off) as *mut _,
-                len,
-                libc::PROT_READ | libc::PROT_EXEC,
-            )
-        };
-        assert_eq!(rc, 0);
-    }
-    fn descriptor(&mut self) -> &mut Descriptor {
-        // SAFETY: offset 0 holds a Descriptor we wrote; page aligned.
-        unsafe { &mut *(self.base as *mut Descriptor) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(self.base as *mut _, self.len) };
-    }
-}
 
 static SEEN_OPCODE: AtomicU64 = AtomicU64::new(0);
 static SEEN_RBX: AtomicU64 = AtomicU64::new(0);
