@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod conformance;
+
 /// Candidate pyenv roots, in order.
 pub fn pyenv_roots() -> Vec<PathBuf> {
     let mut roots = Vec::new();

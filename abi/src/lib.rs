@@ -17,7 +17,7 @@
 pub const MAGIC: [u8; 8] = *b"RETRACE1";
 
 /// Bumped whenever the layout of [`Descriptor`] changes.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// File name of the runtime library added as `DT_NEEDED`.
 pub const RUNTIME_SONAME: &str = "libretrace_rt.so";
@@ -86,7 +86,15 @@ pub struct Offsets {
     pub object_ob_type: u32,
     /// `PyTypeObject.tp_dealloc` (`_typeobject.tp_dealloc`), read by the `_Py_Dealloc` replacement.
     pub type_tp_dealloc: u32,
-    pub reserved: [u32; 13],
+    /// `PyCodeObject._co_firsttraceable`: index of the first traceable instruction.
+    pub code_firsttraceable: u32,
+    /// `PyThreadState.next` (the interpreter's thread list).
+    pub tstate_next: u32,
+    /// `PyThreadState.id`: unique per thread state of an interpreter, never reused.
+    pub tstate_id: u32,
+    /// `PyInterpreterState.threads.head`.
+    pub interp_threads_head: u32,
+    pub reserved: [u32; 9],
 }
 
 pub const ABSENT: u32 = u32::MAX;
@@ -113,7 +121,11 @@ impl Default for Offsets {
             code_co_code_adaptive: ABSENT,
             object_ob_type: ABSENT,
             type_tp_dealloc: ABSENT,
-            reserved: [ABSENT; 13],
+            code_firsttraceable: ABSENT,
+            tstate_next: ABSENT,
+            tstate_id: ABSENT,
+            interp_threads_head: ABSENT,
+            reserved: [ABSENT; 9],
         }
     }
 }
@@ -225,6 +237,46 @@ pub const fn hook_bit(kind: HookKind) -> u64 {
     1u64 << (kind as u32)
 }
 
+/// `opcode_flags` bit: a 3.11/3.12 superinstruction (`LOAD_FAST__LOAD_FAST`, …) whose
+/// second half has no boundary: its natural successor is two code units on.
+pub const OPCODE_SUPERINSTRUCTION: u8 = 1;
+/// `opcode_flags` bit: `SEND` and its specialisations, whose StopIteration path moves
+/// `next_instr` by `oparg + 1` (DESIGN-NOTES §4.2): the runtime classifies the dispatch
+/// that follows.
+pub const OPCODE_SEND: u8 = 2;
+
+/// The per-frame record the dispatch stubs read and write inline (SEMANTICS §4.1–§4.3).
+///
+/// Owned by the runtime (stable address while the frame is tracked); the stub fast
+/// path runs only when `frame` equals the dispatching frame and `last_n` equals its
+/// `prev_instr`, i.e. nothing but straight-line dispatch happened since the runtime or
+/// a stub last looked at the frame.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct HotFrame {
+    /// Address of the `_PyInterpreterFrame` (0 = matches nothing).
+    pub frame: core::sync::atomic::AtomicU64,
+    /// Address of the natural successor of the last dispatched instruction.
+    pub expect: core::sync::atomic::AtomicU64,
+    /// Address of the last dispatched instruction (1 = let the runtime classify the next).
+    pub last_n: core::sync::atomic::AtomicU64,
+    /// Call ordinal of the current instruction (§4.3).
+    pub ord: core::sync::atomic::AtomicU64,
+    /// Coordinate bias in code units (§4.2).
+    pub bias: core::sync::atomic::AtomicI64,
+}
+
+/// Byte offsets of [`HotFrame`] fields, for the stubs.
+pub mod hot {
+    use super::HotFrame;
+    use core::mem::offset_of;
+    pub const FRAME: usize = offset_of!(HotFrame, frame);
+    pub const EXPECT: usize = offset_of!(HotFrame, expect);
+    pub const LAST_N: usize = offset_of!(HotFrame, last_n);
+    pub const ORD: usize = offset_of!(HotFrame, ord);
+    pub const BIAS: usize = offset_of!(HotFrame, bias);
+}
+
 /// The descriptor at the start of `.retrace.data`.
 ///
 /// Fields marked *runtime* are written by the runtime at start-up; the
@@ -244,8 +296,11 @@ pub struct Descriptor {
     pub rt_hook: u64,
     /// *runtime*: interpreter-wide last thread state seen at a boundary (reserved for switch checks).
     pub last_tstate: u64,
-    pub reserved_hot: [u64; 1],
-    /// Number of dispatches through each opcode's stub (incremented inline).
+    /// *runtime*: address of the [`HotFrame`] the dispatch stubs may fast-path: the record
+    /// of the frame executing on the thread of the last boundary. A record whose `frame`
+    /// is 0 never matches, which sends every dispatch to the runtime.
+    pub cur_record: u64,
+    /// Number of dispatches that took a stub's slow path, per opcode.
     pub dispatch_counts: [u64; 256],
     pub py_version_hex: u32,
     pub hook_count: u32,
@@ -257,6 +312,8 @@ pub struct Descriptor {
     pub offsets: Offsets,
     pub opcode_caches: [u8; 256],
     pub opcode_deopt: [u8; 256],
+    /// Per opcode: [`OPCODE_SUPERINSTRUCTION`], [`OPCODE_SEND`].
+    pub opcode_flags: [u8; 256],
     pub hooks: [HookInfo; MAX_HOOKS],
     pub detour_count: u32,
     pub reserved_detour: u32,
@@ -281,7 +338,7 @@ impl Descriptor {
             rt_dispatch: 0,
             rt_hook: 0,
             last_tstate: 0,
-            reserved_hot: [0; 1],
+            cur_record: 0,
             dispatch_counts: [0; 256],
             py_version_hex: 0,
             hook_count: 0,
@@ -291,6 +348,7 @@ impl Descriptor {
             offsets: Offsets::default(),
             opcode_caches: [0; 256],
             opcode_deopt: [0; 256],
+            opcode_flags: [0; 256],
             hooks: [HookInfo::default(); MAX_HOOKS],
             detour_count: 0,
             reserved_detour: 0,
@@ -330,6 +388,7 @@ pub mod field {
     pub const RT_DISPATCH: usize = offset_of!(Descriptor, rt_dispatch);
     pub const RT_HOOK: usize = offset_of!(Descriptor, rt_hook);
     pub const LAST_TSTATE: usize = offset_of!(Descriptor, last_tstate);
+    pub const CUR_RECORD: usize = offset_of!(Descriptor, cur_record);
     pub const DISPATCH_COUNTS: usize = offset_of!(Descriptor, dispatch_counts);
     pub const DETOURS: usize = offset_of!(Descriptor, detours);
     pub const DETOUR_TARGETS: usize = offset_of!(Descriptor, detour_targets);
@@ -375,8 +434,14 @@ mod tests {
         assert_eq!(size_of::<Offsets>(), 32 * 4);
         assert_eq!(
             offset_of!(Offsets, reserved),
-            offset_of!(Offsets, type_tp_dealloc) + 4
+            offset_of!(Offsets, interp_threads_head) + 4
         );
+        assert_eq!(size_of::<HotFrame>(), 40);
+        assert_eq!(
+            (hot::FRAME, hot::EXPECT, hot::LAST_N, hot::ORD, hot::BIAS),
+            (0, 8, 16, 24, 32)
+        );
+        const { assert!(field::CUR_RECORD + 8 <= 64) };
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct DescriptorInfo {
     pub layout: Layout,
     pub offsets: Offsets,
     pub input_sha256: [u8; 32],
+    /// `_PyOpcode_Caches`, `_PyOpcode_Deopt` and the rewriter's per-opcode flags.
+    pub opcode_caches: [u8; 256],
+    pub opcode_deopt: [u8; 256],
+    pub opcode_flags: [u8; 256],
     pub load_bias: u64,
     pub address: usize,
     /// The runtime's own zeroed descriptor (`RETRACE_RT_STANDALONE=1`), not a rewritten library's.
@@ -163,6 +167,14 @@ impl LiveDescriptor {
                 addr_of!((*p).input_sha256).read(),
             )
         };
+        // SAFETY: as above.
+        let (opcode_caches, opcode_deopt, opcode_flags) = unsafe {
+            (
+                addr_of!((*p).opcode_caches).read(),
+                addr_of!((*p).opcode_deopt).read(),
+                addr_of!((*p).opcode_flags).read(),
+            )
+        };
         if hook_count as usize > MAX_HOOKS {
             return Err(DescriptorError::HookCount(hook_count));
         }
@@ -183,6 +195,9 @@ impl LiveDescriptor {
                 layout,
                 offsets,
                 input_sha256,
+                opcode_caches,
+                opcode_deopt,
+                opcode_flags,
                 load_bias,
                 address,
                 standalone,
@@ -220,6 +235,16 @@ impl LiveDescriptor {
         self.word(field::RT_DISPATCH)
             .store(rt_dispatch, Ordering::Release);
         self.word(field::RT_HOOK).store(rt_hook, Ordering::Release);
+    }
+
+    /// Publishes the record the stubs may fast-path (see `Descriptor::cur_record`).
+    pub fn set_cur_record(&self, record: u64) {
+        self.word(field::CUR_RECORD)
+            .store(record, Ordering::Relaxed);
+    }
+
+    pub fn cur_record(&self) -> u64 {
+        self.word(field::CUR_RECORD).load(Ordering::Relaxed)
     }
 
     pub fn set_slow_path(&self, on: bool) {

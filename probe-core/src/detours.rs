@@ -24,7 +24,7 @@ use retrace_abi::{field, Descriptor, DetourInfo, DetourKind, ABSENT, MAX_DETOURS
 use std::ffi::c_void;
 use std::mem::offset_of;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The process-wide identity memo.
 static IDENTITY: Mutex<IdentityMap> = Mutex::new(IdentityMap::new());
@@ -43,15 +43,20 @@ pub fn identity_map_len() -> usize {
     identity().len()
 }
 
-/// The hook point for the coordinate engine: the location hash (SEMANTICS
-/// §9.3) of the current thread's thread-space of the nearest frame visible
-/// in a walk (§6), when the current thread has a non-zero Retrace id and the
-/// walk finds a visible frame.
-///
-/// The engine is not wired in yet, so this returns `None` and every identity
-/// hash falls back to `raw(p)`; it must never invent a coordinate.
+/// Where identity hashes get their location (SEMANTICS §10): set once by
+/// the runtime's start-up to the engine's nearest-visible-frame hash.
+static LOCATION: OnceLock<fn() -> Option<u64>> = OnceLock::new();
+
+/// Installs the location source of [`pointer_hash`].
+pub fn set_location_source(source: fn() -> Option<u64>) {
+    let _ = LOCATION.set(source);
+}
+
+/// The location hash (SEMANTICS §9.3) of the current thread's thread-space
+/// of the nearest frame visible in a walk (§6), as a Python hash; `None`
+/// when there is no engine, no current thread, or no visible frame.
 pub fn nearest_visible_location_hash() -> Option<i64> {
-    None
+    LOCATION.get().and_then(|f| f()).map(|h| h as i64)
 }
 
 /// `pointer_hash(p)` of SEMANTICS §10 over `map`, with the location source

@@ -12,6 +12,7 @@
 //! integration tests, which run real interpreters.
 
 pub mod config;
+pub mod coords;
 pub mod descriptor;
 pub mod detours;
 pub mod engine;
@@ -24,8 +25,9 @@ pub mod location;
 pub mod mixing;
 pub mod runtime;
 pub mod scan;
-pub mod tables;
 
+#[cfg(not(test))]
+pub mod api;
 #[cfg(not(test))]
 mod frozen;
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //! and the two `extern "C"` entry points the trampolines call.
 //!
 //! Concurrency: trampolines call in with the GIL held, so calls are already
-//! serialised per interpreter. The side tables still sit behind a `Mutex`
+//! serialised per interpreter. The coordinate state still sits behind a `Mutex`
 //! (always uncontended under the GIL, a few nanoseconds) so the code stays
 //! sound without relying on that, e.g. with 3.12 per-interpreter GILs. The
 //! counters are atomics so readers never take the lock. One table set serves
@@ -13,11 +13,11 @@
 //! hook fired by code that Python runs (e.g. a finaliser during a dict
 //! allocation in `_retrace`) cannot deadlock.
 
+use crate::coords::{Coords, NO_RECORD};
 use crate::descriptor::LiveDescriptor;
-use crate::events::{self, ALL_KINDS};
+use crate::events::ALL_KINDS;
 use crate::location::{LiveStack, Memory};
-use crate::tables::SideTables;
-use retrace_abi::{HookKind, SavedRegisters};
+use retrace_abi::{HookKind, HotFrame, SavedRegisters};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -44,15 +44,21 @@ impl Default for Counters {
 pub struct Runtime {
     descriptor: LiveDescriptor,
     counters: Counters,
-    tables: Mutex<SideTables>,
+    /// The coordinate engine; `None` when the descriptor lacks what it needs
+    /// (standalone runtime, unit tests).
+    coords: Option<Mutex<Coords>>,
 }
 
 impl Runtime {
-    pub fn new(descriptor: LiveDescriptor) -> Runtime {
+    /// The runtime for `descriptor`; `slow_path` keeps every dispatch in the
+    /// runtime (no stub fast path); `seed` is the root seed (§9.4).
+    pub fn new(descriptor: LiveDescriptor, slow_path: bool, seed: &[u8]) -> Runtime {
+        let coords = Coords::new(&descriptor, !slow_path, seed).map(Mutex::new);
+        descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
         Runtime {
             descriptor,
             counters: Counters::default(),
-            tables: Mutex::new(SideTables::default()),
+            coords,
         }
     }
 
@@ -60,26 +66,39 @@ impl Runtime {
         &self.descriptor
     }
 
-    fn lock(&self) -> MutexGuard<'_, SideTables> {
-        // A poisoned lock only means a panic elsewhere; the tables stay usable.
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether the coordinate engine runs.
+    pub fn engine_active(&self) -> bool {
+        self.coords.is_some()
+    }
+
+    fn lock(&self) -> Option<MutexGuard<'_, Coords>> {
+        // A poisoned lock only means a panic elsewhere; the state stays usable.
+        self.coords
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the coordinate state; `None` without an engine.
+    pub fn with_coords<T>(&self, f: impl FnOnce(&mut Coords) -> T) -> Option<T> {
+        self.lock().map(|mut c| f(&mut c))
     }
 
     /// Handles `rt_dispatch(regs, opcode)`; returns 0 (no exception set).
-    pub fn dispatch(&self, regs: &SavedRegisters, opcode: u64, memory: &impl Memory) -> u64 {
+    pub fn dispatch(&self, regs: &SavedRegisters, opcode: u64, stack: &impl Memory) -> u64 {
         if let Some(counter) = usize::try_from(opcode)
             .ok()
             .and_then(|i| self.counters.slow_path.get(i))
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        let layout = self.descriptor.info().layout;
-        events::on_dispatch(&mut self.lock(), &layout, regs, memory);
+        if let (Some(mut coords), Ok(op)) = (self.lock(), u8::try_from(opcode)) {
+            coords.on_dispatch(&self.descriptor, regs, op, stack);
+        }
         0
     }
 
     /// Handles `rt_hook(regs, index)`; returns 0.
-    pub fn hook(&self, regs: &SavedRegisters, index: u64, memory: &impl Memory) -> u64 {
+    pub fn hook(&self, regs: &SavedRegisters, index: u64, stack: &impl Memory) -> u64 {
         let info = self.descriptor.info();
         let hook = usize::try_from(index).ok().and_then(|i| info.hooks.get(i));
         let Some((hook, kind)) = hook.and_then(|h| h.kind.map(|k| (h, k))) else {
@@ -87,7 +106,9 @@ impl Runtime {
             return 0;
         };
         self.counters.hooks[kind as usize].fetch_add(1, Ordering::Relaxed);
-        events::on_hook(&mut self.lock(), &info.layout, hook, kind, regs, memory);
+        if let Some(mut coords) = self.lock() {
+            coords.on_hook(&self.descriptor, kind, hook.arg, regs, stack);
+        }
         0
     }
 
@@ -103,7 +124,7 @@ impl Runtime {
         self.counters.invalid_hooks.load(Ordering::Relaxed)
     }
 
-    /// Zeroes the inline dispatch counters and the slow-path counters.
+    /// Zeroes the stubs' slow-path counters and the runtime's.
     pub fn reset_dispatch_counts(&self) {
         self.descriptor.reset_dispatch_counts();
         for c in &self.counters.slow_path {
@@ -111,12 +132,9 @@ impl Runtime {
         }
     }
 
+    /// Frames the coordinate engine tracks.
     pub fn live_frames(&self) -> usize {
-        self.lock().frames.len()
-    }
-
-    pub fn known_threads(&self) -> usize {
-        self.lock().threads.len()
+        self.with_coords(|c| c.engine().frame_count()).unwrap_or(0)
     }
 }
 
@@ -165,18 +183,22 @@ pub unsafe extern "C" fn rt_hook(regs: *mut SavedRegisters, index: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::location::FakeMemory;
-    use crate::location::Location;
+    use crate::location::{FakeMemory, Location};
     use std::collections::HashMap;
 
     #[test]
-    fn counts_and_tables_through_the_runtime() {
+    fn counts_without_an_engine() {
         let descriptor = LiveDescriptor::standalone().expect("standalone");
-        let runtime = Runtime::new(descriptor);
-        // The standalone layout has no locations: counts still work.
+        let runtime = Runtime::new(descriptor, false, b"retrace");
+        // The standalone descriptor has no offsets: no engine, counts still work.
+        assert!(!runtime.engine_active());
         assert_eq!(
             runtime.descriptor().info().layout.tstate,
             Location::Unavailable
+        );
+        assert_eq!(
+            runtime.descriptor().cur_record(),
+            &NO_RECORD as *const HotFrame as u64
         );
         let regs = SavedRegisters::default();
         let memory = FakeMemory(HashMap::new());
@@ -192,75 +214,7 @@ mod tests {
         assert!(runtime.hook_counts().iter().all(|&(_, n)| n == 0));
         runtime.reset_dispatch_counts();
         assert_eq!(runtime.slow_path_counts(), [0; 256]);
-        assert_eq!((runtime.live_frames(), runtime.known_threads()), (0, 0));
-    }
-
-    /// A leaked descriptor describing two hooks, with tstate in r12.
-    fn described() -> LiveDescriptor {
-        let mut d = Box::new(retrace_abi::Descriptor::new());
-        d.hook_count = 3;
-        d.hooks[0] = retrace_abi::HookInfo {
-            kind: HookKind::StartFrame as u32,
-            arg: 3,
-            address: 0x10be99,
-        };
-        d.hooks[1] = retrace_abi::HookInfo {
-            kind: HookKind::FrameClearAndPop as u32,
-            arg: 0,
-            address: 0x280d00,
-        };
-        d.hooks[2] = retrace_abi::HookInfo {
-            kind: 0,
-            arg: 0,
-            address: 0,
-        };
-        d.registers.tstate = retrace_abi::VarLocation {
-            kind: retrace_abi::LOC_REG,
-            value: 12,
-        };
-        let raw = Box::into_raw(d);
-        // SAFETY: fresh exclusive allocation, leaked for the test process.
-        unsafe {
-            (*raw).self_address = raw as u64;
-            LiveDescriptor::validate(raw as usize, size_of_descriptor(), 0, false)
-                .expect("valid test descriptor")
-        }
-    }
-
-    fn size_of_descriptor() -> u64 {
-        std::mem::size_of::<retrace_abi::Descriptor>() as u64
-    }
-
-    #[test]
-    fn hooks_update_counts_and_frames() {
-        let runtime = Runtime::new(described());
-        let memory = FakeMemory(HashMap::new());
-        let mut regs = SavedRegisters::default();
-        regs.gpr[12] = 0x7000; // tstate
-        regs.gpr[3] = 0xa000; // frame at start_frame
-        assert_eq!(runtime.hook(&regs, 0, &memory), 0);
-        regs.gpr[3] = 0xb000;
-        runtime.hook(&regs, 0, &memory);
-        assert_eq!(runtime.live_frames(), 2);
-        assert_eq!(runtime.known_threads(), 1);
-        // _PyEvalFrameClearAndPop(tstate = rdi, frame = rsi)
-        regs.gpr[7] = 0x7000;
-        regs.gpr[6] = 0xb000;
-        runtime.hook(&regs, 1, &memory);
-        assert_eq!(runtime.live_frames(), 1);
-        // Unused slot and out-of-range index.
-        runtime.hook(&regs, 2, &memory);
-        runtime.hook(&regs, 3, &memory);
-        assert_eq!(runtime.invalid_hook_calls(), 2);
-        let counts: Vec<(HookKind, u64)> = runtime
-            .hook_counts()
-            .into_iter()
-            .filter(|&(_, n)| n != 0)
-            .collect();
-        assert_eq!(
-            counts,
-            vec![(HookKind::StartFrame, 2), (HookKind::FrameClearAndPop, 1)]
-        );
+        assert_eq!(runtime.live_frames(), 0);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub fn build(analysis: &Analysis, plan: &Plan, self_address: u64) -> Descriptor 
         code_co_code_adaptive: field(o, "PyCodeObject", &["co_code_adaptive"]),
         object_ob_type: field(o, "_object", &["ob_type"]),
         type_tp_dealloc: field(o, "_typeobject", &["tp_dealloc"]),
+        code_firsttraceable: field(o, "PyCodeObject", &["_co_firsttraceable"]),
+        tstate_next: field(o, "_ts", &["next"]),
+        tstate_id: field(o, "_ts", &["id"]),
+        interp_threads_head: field(o, "_is", &["threads.head"]),
         ..abi::Offsets::default()
     };
     if let Some(meta) = &analysis.opcode_meta {
@@ -81,6 +85,7 @@ pub fn build(analysis: &Analysis, plan: &Plan, self_address: u64) -> Descriptor 
             d.opcode_deopt[i] = *v;
         }
     }
+    d.opcode_flags = plan.opcode_flags;
     for stub in &plan.stubs {
         d.original_targets[stub.opcode as usize] = stub.handler;
     }

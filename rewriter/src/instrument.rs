@@ -129,6 +129,8 @@ pub fn instrument(
         .map(|s| StubRequest {
             opcode: s.opcode,
             handler: s.handler,
+            width: s.width,
+            classify_next: s.classify_next,
         })
         .collect();
     let hook_requests: Vec<HookRequest> = plan
@@ -146,6 +148,7 @@ pub fn instrument(
         text_vaddr: placement.text_vaddr,
         descriptor_vaddr: placement.data_vaddr,
         stubs: &stub_requests,
+        registers: plan.dispatch,
         hooks: &hook_requests,
         flags_live_at_handlers: flags_live,
     })?;
@@ -243,6 +246,7 @@ pub fn instrument(
         python: python.display().to_string(),
         text_vaddr: placement.text_vaddr,
         data_vaddr: placement.data_vaddr,
+        dispatch_common: program.dispatch_common,
         stubs: program
             .stubs
             .iter()

@@ -23,6 +23,9 @@ pub struct Manifest {
     pub python: String,
     pub text_vaddr: u64,
     pub data_vaddr: u64,
+    /// The shared slow-path entry every dispatch stub calls.
+    #[serde(default)]
+    pub dispatch_common: u64,
     pub stubs: Vec<StubRecord>,
     pub hooks: Vec<HookRecord>,
     /// Function detours (absent in manifests written before detours existed).

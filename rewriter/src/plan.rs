@@ -8,7 +8,11 @@
 
 use retrace_abi::DetourKind as RtDetour;
 use retrace_abi::HookKind as RtHook;
-use symbols::{Analysis, DetourKind, DetourSite, FunctionRole, HookKind, HookSite, Location};
+use symbols::{
+    Analysis, DetourKind, DetourSite, FunctionRole, Gpr, HookKind, HookSite, Location, OpcodeMeta,
+    OpcodeTable,
+};
+use trampolines::DispatchRegisters;
 
 /// One table slot to redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +21,10 @@ pub struct PlannedStub {
     pub slot: u64,
     pub handler: u64,
     pub name: String,
+    /// Bytes to the instruction's natural successor (see [`opcode_flags`]).
+    pub width: u8,
+    /// SEND family: the runtime classifies the dispatch that follows.
+    pub classify_next: bool,
 }
 
 /// One hook site to divert.
@@ -50,6 +58,10 @@ impl PlannedDetour {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub stubs: Vec<PlannedStub>,
+    /// Registers and offsets the stubs' fast path uses.
+    pub dispatch: DispatchRegisters,
+    /// Per opcode: `retrace_abi::OPCODE_*` bits.
+    pub opcode_flags: [u8; 256],
     pub hooks: Vec<PlannedHook>,
     pub detours: Vec<PlannedDetour>,
 }
@@ -64,6 +76,10 @@ pub enum PlanError {
     NoTable,
     #[error("the analysis found no register layout")]
     NoRegisters,
+    #[error("the dispatch fast path needs {0}")]
+    NoFastPath(&'static str),
+    #[error("the analysis found no inline-cache table (_PyOpcode_Caches/_PyOpcode_Deopt)")]
+    NoOpcodeMeta,
     #[error("hook at {0:#x} ({1}) has no runtime counterpart")]
     UnknownHook(u64, String),
     #[error("{0} function detours, the descriptor has room for {1}")]
@@ -111,12 +127,82 @@ fn frame_register(analysis: &Analysis) -> u32 {
     }
 }
 
+/// Per-opcode flags from the table's opcode names and the deopt table:
+/// superinstructions are the `A__B` names of 3.11/3.12; the SEND family is
+/// every opcode whose base opcode is named `SEND`.
+pub fn opcode_flags(table: &OpcodeTable, meta: &OpcodeMeta) -> [u8; 256] {
+    let send = table
+        .entries
+        .iter()
+        .find(|e| e.name == "SEND")
+        .map(|e| e.opcode);
+    let mut flags = [0u8; 256];
+    for e in &table.entries {
+        let i = usize::from(e.opcode);
+        if e.name.contains("__") {
+            flags[i] |= retrace_abi::OPCODE_SUPERINSTRUCTION;
+        }
+        if send.is_some() && meta.deopt.get(i).copied() == send {
+            flags[i] |= retrace_abi::OPCODE_SEND;
+        }
+    }
+    flags
+}
+
+/// Bytes from an instruction with opcode `op` to its natural successor.
+pub fn fall_through_width(op: u8, flags: &[u8; 256], meta: &OpcodeMeta) -> u8 {
+    let i = usize::from(op);
+    if flags[i] & retrace_abi::OPCODE_SUPERINSTRUCTION != 0 {
+        return 4;
+    }
+    let base = meta.deopt.get(i).copied().unwrap_or(op);
+    let caches = meta.caches.get(usize::from(base)).copied().unwrap_or(0);
+    2u8.saturating_mul(caches.saturating_add(1))
+}
+
+/// The stubs' registers: frame and `next_instr` in registers, two scratch
+/// registers dead at every handler, dead flags, a known `prev_instr`.
+fn dispatch_registers(analysis: &Analysis) -> Result<DispatchRegisters, PlanError> {
+    let regs = analysis.registers.as_ref().ok_or(PlanError::NoRegisters)?;
+    let Location::Reg(frame) = regs.frame else {
+        return Err(PlanError::NoFastPath("the frame in a register"));
+    };
+    let Location::Reg(next) = regs.next_instr else {
+        return Err(PlanError::NoFastPath("next_instr in a register"));
+    };
+    if regs.flags_live {
+        return Err(PlanError::NoFastPath("dead flags at every handler"));
+    }
+    let mut scratch = regs
+        .dead_everywhere
+        .iter()
+        .filter(|r| !matches!(r, Gpr::Rsp | Gpr::Rbp) && **r != frame && **r != next)
+        .map(|r| r.number());
+    let (Some(s0), Some(s1)) = (scratch.next(), scratch.next()) else {
+        return Err(PlanError::NoFastPath("two registers dead at every handler"));
+    };
+    let prev_instr = analysis
+        .offsets
+        .offset("_PyInterpreterFrame", "prev_instr")
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or(PlanError::NoFastPath("_PyInterpreterFrame.prev_instr"))?;
+    Ok(DispatchRegisters {
+        frame: frame.number(),
+        next_instr: next.number(),
+        scratch: [s0, s1],
+        prev_instr_offset: prev_instr,
+    })
+}
+
 /// Build the plan for an instrumentable analysis.
 pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
     let table = analysis.table.as_ref().ok_or(PlanError::NoTable)?;
-    if analysis.registers.is_none() {
-        return Err(PlanError::NoRegisters);
-    }
+    let meta = analysis
+        .opcode_meta
+        .as_ref()
+        .ok_or(PlanError::NoOpcodeMeta)?;
+    let dispatch = dispatch_registers(analysis)?;
+    let flags = opcode_flags(table, meta);
     let stubs = table
         .entries
         .iter()
@@ -126,6 +212,8 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
             slot: e.slot,
             handler: e.target,
             name: e.name.clone(),
+            width: fall_through_width(e.opcode, &flags, meta),
+            classify_next: flags[usize::from(e.opcode)] & retrace_abi::OPCODE_SEND != 0,
         })
         .collect();
     let frame_reg = frame_register(analysis);
@@ -181,6 +269,8 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
     let detours = plan_detours(analysis)?;
     Ok(Plan {
         stubs,
+        dispatch,
+        opcode_flags: flags,
         hooks,
         detours,
     })

@@ -135,7 +135,8 @@ pub fn verify(
     // 2. Stubs.
     let d = manifest.data_vaddr;
     let counts = d + retrace_abi::field::DISPATCH_COUNTS as u64;
-    let slow = d + retrace_abi::field::SLOW_PATH as u64;
+    let cur_record = d + retrace_abi::field::CUR_RECORD as u64;
+    let common = manifest.dispatch_common;
     let mut redirected = std::collections::HashSet::new();
     for s in &manifest.stubs {
         redirected.insert(s.slot);
@@ -150,23 +151,13 @@ pub fn verify(
             ));
         }
         let bytes = out
-            .bytes_at(s.stub, 64)
-            .or_else(|| out.bytes_at(s.stub, 32))
+            .bytes_at(s.stub, 256)
+            .or_else(|| out.bytes_at(s.stub, 128))
             .ok_or_else(|| format!("stub {:#x} not in the output", s.stub))?;
-        let insns = decode_prefix(&cs, bytes, s.stub, 4)?;
-        let expect_counter = counts + 8 * s.opcode as u64;
-        let ok = insns[0].mnemonic == "add"
-            && insns[0].rip_target == Some(expect_counter)
-            && insns[0].imm == Some(1)
-            && insns[1].mnemonic == "cmp"
-            && insns[1].rip_target == Some(slow)
-            && insns[1].imm == Some(0)
-            && insns[2].mnemonic == "jne"
-            && insns[3].mnemonic == "jmp"
-            && insns[3].imm == Some(s.handler as i64);
-        if !ok {
+        let insns = decode_until_int3(&cs, bytes, s.stub)?;
+        if let Err(why) = check_stub(&insns, s, counts + 8 * s.opcode as u64, cur_record, common) {
             return fail(format!(
-                "stub of opcode {} at {:#x} does not decode as expected: {}",
+                "stub of opcode {} at {:#x} does not decode as expected ({why}): {}",
                 s.opcode,
                 s.stub,
                 insns
@@ -513,6 +504,78 @@ fn check_moved_copy(
 }
 
 /// Decode at least `n` instructions from the start of `bytes`.
+/// Decodes from `addr` up to the first `int3` (stub padding) or the end.
+fn decode_until_int3(cs: &CrossDecoder, bytes: &[u8], addr: u64) -> Result<Vec<Decoded>, String> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < bytes.len() && bytes[off] != 0xcc {
+        let insn = decode_prefix(cs, &bytes[off..], addr + off as u64, 1)?
+            .pop()
+            .ok_or_else(|| format!("undecodable code at {:#x}", addr + off as u64))?;
+        off += insn.len;
+        out.push(insn);
+    }
+    Ok(out)
+}
+
+/// A dispatch stub (see `trampolines::dispatch`): it starts by loading the
+/// descriptor's `cur_record`; it leaves only by jumping to its handler; its
+/// slow path counts into its own counter and calls the shared dispatch entry;
+/// every other branch stays inside the stub.
+fn check_stub(
+    insns: &[Decoded],
+    s: &crate::manifest::StubRecord,
+    counter: u64,
+    cur_record: u64,
+    common: u64,
+) -> Result<(), String> {
+    let first = insns.first().ok_or("empty stub")?;
+    if first.mnemonic != "mov" || first.rip_target != Some(cur_record) {
+        return Err("does not start by loading cur_record".into());
+    }
+    let start = s.stub;
+    let end = insns.last().map_or(start, |i| i.address + i.len as u64);
+    let mut exits = 0;
+    let mut counted = false;
+    let mut calls = 0;
+    for i in insns {
+        match i.mnemonic.as_str() {
+            "add" if i.rip_target.is_some() => {
+                if i.rip_target != Some(counter) || i.imm != Some(1) {
+                    return Err(format!("adds to {:?}", i.rip_target));
+                }
+                counted = true;
+            }
+            "call" => {
+                if i.imm != Some(common as i64) {
+                    return Err("calls something other than the dispatch entry".into());
+                }
+                calls += 1;
+            }
+            m if m.starts_with('j') => {
+                let target = i.imm.ok_or("indirect branch")? as u64;
+                if (start..end).contains(&target) {
+                    continue;
+                }
+                if m != "jmp" || target != s.handler {
+                    return Err(format!("branches out to {target:#x}"));
+                }
+                exits += 1;
+            }
+            _ if i.rip_target.is_some() && i.rip_target != Some(cur_record) => {
+                return Err(format!("touches {:?}", i.rip_target));
+            }
+            _ => {}
+        }
+    }
+    if !counted || calls != 1 || exits != 2 {
+        return Err(format!(
+            "counted {counted}, {calls} calls, {exits} exits to the handler"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_prefix(
     cs: &CrossDecoder,
     bytes: &[u8],

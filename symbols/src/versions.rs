@@ -194,6 +194,7 @@ const PY312: VersionProfile = VersionProfile {
             &[
                 "prev",
                 "next",
+                "id",
                 "interp",
                 "cframe",
                 "thread_id",
@@ -206,7 +207,12 @@ const PY312: VersionProfile = VersionProfile {
         ("_is", &["threads.head", "ceval.eval_breaker", "eval_frame"]),
         (
             "PyCodeObject",
-            &["co_code_adaptive", "co_framesize", "co_nlocalsplus"],
+            &[
+                "co_code_adaptive",
+                "co_framesize",
+                "co_nlocalsplus",
+                "_co_firsttraceable",
+            ],
         ),
         ("_object", &["ob_type"]),
         ("_typeobject", &["tp_dealloc"]),

@@ -7,7 +7,13 @@ use retrace_tests::{instrumented_312, run_ok, scripts_dir};
 fn dispatch_counts_match_quickened_bytecode() {
     let inst = instrumented_312();
     let script = scripts_dir().join("dispatch_counts.py");
-    let out = run_ok(&inst.launcher, &[script.to_str().unwrap()], &[], None);
+    // The stubs count their slow path; with it forced every dispatch counts.
+    let out = run_ok(
+        &inst.launcher,
+        &[script.to_str().unwrap()],
+        &[("RETRACE_SLOW_PATH", "1")],
+        None,
+    );
     let v: serde_json::Value = serde_json::from_str(&out).expect("json from dispatch_counts.py");
     let obj = v.as_object().expect("object");
     assert_eq!(obj.len(), 3, "three workloads expected: {out}");

@@ -26,5 +26,6 @@ pub mod relocate;
 
 pub use error::CodegenError;
 pub use program::{
-    generate, HookRequest, HookTrampoline, Program, ProgramInput, Stub, StubRequest,
+    generate, DispatchRegisters, HookRequest, HookTrampoline, Program, ProgramInput, Stub,
+    StubRequest,
 };

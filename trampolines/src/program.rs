@@ -1,7 +1,7 @@
 //! Assembling the whole new text section and reporting where everything is.
 
 use crate::common::emit_save_call_restore;
-use crate::dispatch::emit_stub;
+use crate::dispatch::{emit_stub, FastPath, StubShape};
 use crate::error::CodegenError;
 use crate::hooks::emit_hook;
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
@@ -13,6 +13,24 @@ pub struct StubRequest {
     pub opcode: u8,
     /// The original handler (the slot's current relocation addend).
     pub handler: u64,
+    /// Bytes from an instruction with this opcode to its natural successor
+    /// (`2 × (1 + inline caches)`, 4 for a superinstruction).
+    pub width: u8,
+    /// The runtime must classify the dispatch that follows this opcode (SEND).
+    pub classify_next: bool,
+}
+
+/// Where the dispatch stubs find the eval loop's state at handler entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatchRegisters {
+    /// Hardware register number holding the frame.
+    pub frame: u8,
+    /// Hardware register number holding `next_instr`.
+    pub next_instr: u8,
+    /// Two registers dead at every handler entry.
+    pub scratch: [u8; 2],
+    /// Offset of `prev_instr` in `_PyInterpreterFrame`.
+    pub prev_instr_offset: i32,
 }
 
 /// One hook point to divert through a trampoline.
@@ -35,6 +53,7 @@ pub struct ProgramInput<'a> {
     /// Link-time address of the descriptor (start of the new data section).
     pub descriptor_vaddr: u64,
     pub stubs: &'a [StubRequest],
+    pub registers: DispatchRegisters,
     pub hooks: &'a [HookRequest],
     /// Whether the flags are live at any handler entry (from the liveness analysis).
     pub flags_live_at_handlers: bool,
@@ -93,16 +112,28 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
     dynasm!(a ; .arch x64 ; =>hook_common);
     emit_save_call_restore(&mut a, d + field::RT_HOOK);
 
+    let r = input.registers;
+    let fast = FastPath {
+        frame: r.frame,
+        next_instr: r.next_instr,
+        scratch: r.scratch,
+        prev_instr: r.prev_instr_offset,
+        cur_record: d + field::CUR_RECORD,
+    };
     let mut stubs = Vec::with_capacity(input.stubs.len());
     for req in input.stubs {
         align16(&mut a);
         let at = a.offset().0;
         emit_stub(
             &mut a,
-            req.opcode,
+            &fast,
+            StubShape {
+                opcode: req.opcode,
+                width: req.width,
+                classify_next: req.classify_next,
+            },
             req.handler as usize,
             d + field::DISPATCH_COUNTS + 8 * req.opcode as usize,
-            d + field::SLOW_PATH,
             dispatch_common,
         );
         stubs.push(Stub {

@@ -7,6 +7,7 @@ use super::keys::{FrameKey, Slot, ThreadKey};
 use super::state::FrameState;
 use super::view::FrameView;
 use super::{Engine, EngineError};
+use retrace_abi::HotFrame;
 
 /// What [`Engine::begin_instruction`] found at a boundary.
 ///
@@ -24,16 +25,33 @@ pub struct Boundary {
 impl Engine {
     /// E1: `frame`'s record is (re)initialized on `thread` (§5.1): initial
     /// values, `transparent := T.tmode`.
-    pub fn init_frame(&mut self, thread: ThreadKey, frame: FrameKey) -> Result<(), EngineError> {
+    pub fn init_frame(
+        &mut self,
+        thread: ThreadKey,
+        frame: FrameKey,
+    ) -> Result<&'static HotFrame, EngineError> {
         let tmode = self.thread_ref(thread)?.tmode;
-        self.frames.insert(frame.0, FrameState::new(tmode));
-        Ok(())
+        Ok(self.fresh_record(frame, tmode))
     }
 
-    /// The frame's storage is released: forget its record. Returns whether
-    /// it was tracked.
-    pub fn forget_frame(&mut self, frame: FrameKey) -> bool {
-        self.frames.remove(&frame.0).is_some()
+    /// A new record for `frame` (reusing the stub record of a previous one
+    /// at the same address).
+    fn fresh_record(&mut self, frame: FrameKey, transparent: bool) -> &'static HotFrame {
+        let hot = match self.frames.get(&frame.0) {
+            Some(old) => old.hot,
+            None => self.hot.alloc(),
+        };
+        self.frames
+            .insert(frame.0, FrameState::new(hot, frame, transparent));
+        hot
+    }
+
+    /// The frame's storage is released: forget its record. Returns the stub
+    /// record it used (now free), if it was tracked.
+    pub fn forget_frame(&mut self, frame: FrameKey) -> Option<&'static HotFrame> {
+        let state = self.frames.remove(&frame.0)?;
+        self.hot.free(state.hot);
+        Some(state.hot)
     }
 
     /// E2: `frame` becomes the first frame of a C-level evaluation; its
@@ -50,11 +68,12 @@ impl Engine {
     pub fn bias_site(&mut self, frame: FrameKey, source: i64, dest: i64) -> bool {
         match self.frames.get_mut(&frame.0) {
             Some(f) => {
-                f.bias = f
-                    .bias
-                    .wrapping_add(source)
-                    .wrapping_add(1)
-                    .wrapping_sub(dest);
+                f.set_bias(
+                    f.bias()
+                        .wrapping_add(source)
+                        .wrapping_add(1)
+                        .wrapping_sub(dest),
+                );
                 true
             }
             None => false,
@@ -77,10 +96,12 @@ impl Engine {
         }
         let cur_space = self.thread_ref(thread)?.cur_space;
         let space = self.ensure_space(thread, cur_space)?;
-        let f = self
-            .frames
-            .entry(frame.0)
-            .or_insert_with(|| FrameState::new(tmode));
+        if owner.is_none() && !self.frames.contains_key(&frame.0) {
+            self.fresh_record(frame, tmode);
+        }
+        let Some(f) = self.frames.get_mut(&frame.0) else {
+            return Ok(());
+        };
         if owner == Some(false) {
             f.reset_keep_transparent(); // foreign-state rule
         }
@@ -94,7 +115,7 @@ impl Engine {
         if f.transparent {
             return Ok(());
         }
-        f.ord = 0;
+        f.set_ord(0);
         f.parent_slot = t.slot;
         t.slot = Some(Slot::FrameOrd(frame));
         if let Some(ts) = t.spaces.get_mut(&space.space) {
@@ -137,7 +158,7 @@ impl Engine {
         }
         f.space = None;
         f.parent_slot = None;
-        f.ord = 0;
+        f.set_ord(0);
         if t.slot.is_none() {
             t.slot = Some(Slot::RootCounter {
                 thread,
@@ -162,8 +183,8 @@ impl Engine {
     ) -> Result<Boundary, EngineError> {
         let visible = self.visible_space(view, frame, index).is_some();
         if visible {
-            if let Some(f) = self.frames.get_mut(&frame.0) {
-                f.ord = 0;
+            if let Some(f) = self.frames.get(&frame.0) {
+                f.set_ord(0);
             }
         }
         let t = self.thread_mut(thread)?;

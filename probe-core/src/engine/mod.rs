@@ -65,8 +65,8 @@ pub use error::EngineError;
 pub use keys::{FrameKey, Slot, SpaceId, SpaceRef, ThreadKey, DISABLED_SPACE, ROOT_SPACE};
 pub use lifecycle::Boundary;
 pub use state::{
-    CallbackRecord, EnterRecord, FrameState, ThreadSpace, ThreadState, MEMO_INSTR_UNSET,
-    MEMO_ORD_UNSET,
+    reset_hot, CallbackRecord, EnterRecord, FrameState, HotPool, ThreadSpace, ThreadState,
+    MEMO_INSTR_UNSET, MEMO_ORD_UNSET,
 };
 pub use view::FrameView;
 
@@ -79,6 +79,8 @@ pub struct Engine {
     mixer: Mixer,
     frames: PtrMap<FrameState>,
     threads: PtrMap<ThreadState>,
+    /// Stub records of the frames.
+    hot: HotPool,
     /// Next [`ThreadSpace::uid`].
     next_space_uid: u64,
 }
@@ -96,6 +98,7 @@ impl Engine {
             mixer,
             frames: PtrMap::default(),
             threads: PtrMap::default(),
+            hot: HotPool::default(),
             next_space_uid: 1,
         }
     }
@@ -173,8 +176,8 @@ impl Engine {
     fn bump(&mut self, slot: Slot) {
         match slot {
             Slot::FrameOrd(frame) => {
-                if let Some(f) = self.frames.get_mut(&frame.0) {
-                    f.ord = f.ord.wrapping_add(1);
+                if let Some(f) = self.frames.get(&frame.0) {
+                    f.set_ord(f.ord().wrapping_add(1));
                 }
             }
             Slot::RootCounter { thread, space } => {

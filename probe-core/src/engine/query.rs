@@ -164,3 +164,40 @@ impl Engine {
         )))
     }
 }
+
+impl Engine {
+    /// The thread whose Retrace id is `tid`, among the threads the engine
+    /// knows (the caller checks that the thread state is still live).
+    pub fn threads_with_tid(&self, tid: u64) -> impl Iterator<Item = ThreadKey> + '_ {
+        self.threads
+            .iter()
+            .filter(move |(_, t)| t.tid == tid)
+            .map(|(&k, _)| ThreadKey(k))
+    }
+
+    /// §10: the location hash of `thread` in the thread-space of the
+    /// nearest frame visible in any space (walk §6), `None` when the walk
+    /// finds no visible frame.
+    pub fn nearest_visible_hash(
+        &self,
+        view: &impl FrameView,
+        thread: ThreadKey,
+    ) -> Result<Option<u64>, EngineError> {
+        self.thread_ref(thread)?;
+        let mut cursor = view.innermost(thread);
+        let mut steps = 0;
+        while let Some(frame) = cursor {
+            if steps == super::walk::MAX_WALK {
+                break;
+            }
+            steps += 1;
+            if let Some(space) = self.visible_space(view, frame, view.index(frame)) {
+                if self.belongs(space, thread) {
+                    return self.location_hash(view, thread, space.space);
+                }
+            }
+            cursor = view.previous(frame);
+        }
+        Ok(None)
+    }
+}

@@ -6,7 +6,9 @@
 
 use super::keys::{FrameKey, Slot, SpaceId, SpaceRef};
 use crate::mixing::n;
+use retrace_abi::HotFrame;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// `memo_instr` of a frame that has no delta memory (Appendix B).
 pub const MEMO_INSTR_UNSET: u64 = u64::MAX;
@@ -15,12 +17,13 @@ pub const MEMO_INSTR_UNSET: u64 = u64::MAX;
 pub const MEMO_ORD_UNSET: u64 = u64::MAX - 1;
 
 /// What the engine keeps per interpreter frame (§3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `bias` and `ord` live in the frame's [`HotFrame`], which the dispatch
+/// stubs read and write inline; the rest is only touched by the runtime.
+#[derive(Clone, Debug)]
 pub struct FrameState {
-    /// Signed offset added to the instruction index (§4.1).
-    pub bias: i64,
-    /// Child-activation counter of the current instruction (§4.3).
-    pub ord: u64,
+    /// The stub-visible record (`bias`, `ord`, dispatch cache).
+    pub hot: &'static HotFrame,
     /// Counter bumped when the frame stops running.
     pub parent_slot: Option<Slot>,
     /// Owning thread-space while running.
@@ -36,12 +39,12 @@ pub struct FrameState {
 }
 
 impl FrameState {
-    /// A freshly initialized record (§5.1) on a thread whose `tmode` is
-    /// `transparent`.
-    pub fn new(transparent: bool) -> Self {
+    /// A freshly initialized record (§5.1) for `frame` on a thread whose
+    /// `tmode` is `transparent`, using the stub record `hot`.
+    pub fn new(hot: &'static HotFrame, frame: FrameKey, transparent: bool) -> Self {
+        reset_hot(hot, frame);
         FrameState {
-            bias: 0,
-            ord: 0,
+            hot,
             parent_slot: None,
             space: None,
             transparent,
@@ -53,9 +56,10 @@ impl FrameState {
     }
 
     /// Back to the initial values, keeping `transparent` (§5.2 foreign-state
-    /// rule).
+    /// rule) and the stub record.
     pub fn reset_keep_transparent(&mut self) {
-        *self = FrameState::new(self.transparent);
+        let frame = FrameKey(self.hot.frame.load(Relaxed));
+        *self = FrameState::new(self.hot, frame, self.transparent);
     }
 
     /// Forgets the delta memory (E2, §8.2).
@@ -65,11 +69,80 @@ impl FrameState {
         self.memo_ord = MEMO_ORD_UNSET;
     }
 
+    /// Signed offset added to the instruction index (§4.1).
+    pub fn bias(&self) -> i64 {
+        self.hot.bias.load(Relaxed)
+    }
+
+    pub fn set_bias(&self, bias: i64) {
+        self.hot.bias.store(bias, Relaxed);
+    }
+
+    /// Child-activation counter of the current instruction (§4.3).
+    pub fn ord(&self) -> u64 {
+        self.hot.ord.load(Relaxed)
+    }
+
+    pub fn set_ord(&self, ord: u64) {
+        self.hot.ord.store(ord, Relaxed);
+    }
+
     /// `coord(F) = max(0, bias + i)` for instruction index `index` (§4.1).
     pub fn coord(&self, index: i64) -> u64 {
-        let sum = i128::from(self.bias) + i128::from(index);
+        let sum = i128::from(self.bias()) + i128::from(index);
         // The sum of two i64 lies in (-2^64, 2^64 - 1): clamped at 0 it fits a word.
         u64::try_from(sum.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// A stub record in its initial state for `frame`: no dispatch cached
+/// (`last_n` 1 matches no `prev_instr`), bias and ordinal 0.
+pub fn reset_hot(hot: &HotFrame, frame: FrameKey) {
+    hot.frame.store(frame.0, Relaxed);
+    hot.expect.store(0, Relaxed);
+    hot.last_n.store(1, Relaxed);
+    hot.ord.store(0, Relaxed);
+    hot.bias.store(0, Relaxed);
+}
+
+/// Stub records with addresses that never change: pages are allocated once
+/// and kept for the life of the process, records are recycled.
+#[derive(Debug, Default)]
+pub struct HotPool {
+    free: Vec<&'static HotFrame>,
+    allocated: usize,
+}
+
+/// Records per page.
+const HOT_PAGE: usize = 256;
+
+impl HotPool {
+    /// A record (in no particular state).
+    pub fn alloc(&mut self) -> &'static HotFrame {
+        loop {
+            if let Some(hot) = self.free.pop() {
+                return hot;
+            }
+            let page: &'static [HotFrame] = Box::leak(
+                (0..HOT_PAGE)
+                    .map(|_| HotFrame::default())
+                    .collect::<Box<[_]>>(),
+            );
+            self.allocated += HOT_PAGE;
+            self.free.extend(page.iter().rev());
+        }
+    }
+
+    /// Returns `hot` to the pool; it matches no frame until reused.
+    pub fn free(&mut self, hot: &'static HotFrame) {
+        hot.frame.store(0, Relaxed);
+        hot.last_n.store(1, Relaxed);
+        self.free.push(hot);
+    }
+
+    /// Records ever allocated (in use or free).
+    pub fn allocated(&self) -> usize {
+        self.allocated
     }
 }
 

@@ -59,7 +59,7 @@ impl Engine {
     /// `(coord, ord)` of `frame` at its current index.
     pub(super) fn pair(&self, view: &impl FrameView, frame: FrameKey) -> (u64, u64) {
         match self.frames.get(&frame.0) {
-            Some(f) => (f.coord(view.index(frame)), f.ord),
+            Some(f) => (f.coord(view.index(frame)), f.ord()),
             None => (0, 0),
         }
     }

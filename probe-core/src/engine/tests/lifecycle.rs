@@ -12,7 +12,10 @@ fn initial_records_match_section_3() {
     let mut s = Sim::new();
     let f = s.call(T1);
     let state = s.engine.frame(f).cloned().expect("tracked");
-    assert_eq!((state.bias, state.ord, state.transparent), (0, 0, false));
+    assert_eq!(
+        (state.bias(), state.ord(), state.transparent),
+        (0, 0, false)
+    );
     assert_eq!(
         state.parent_slot,
         Some(Slot::RootCounter {
@@ -85,7 +88,7 @@ fn bias_keeps_coordinates_monotone_and_survives_suspension() {
     let inside = s.root(T1);
     assert_eq!(inside[2], 7);
     s.yield_(T1); // boundary at 3, coord 8
-    assert_eq!(s.engine.frame(g).map(|f| f.bias), Some(5));
+    assert_eq!(s.engine.frame(g).map(|f| f.bias()), Some(5));
     s.resume(T1, g);
     assert_eq!(s.root(T1)[2], 9);
 }
@@ -222,7 +225,7 @@ fn a_frame_running_on_another_thread_is_reset_on_activation() {
     s.engine.bias_site(f, 0, 40);
     s.engine.activate(T2, f).unwrap();
     let state = s.engine.frame(f).cloned().expect("tracked");
-    assert_eq!(state.bias, 0);
+    assert_eq!(state.bias(), 0);
     assert_eq!(state.space.map(|r| r.thread), Some(T2));
     // Deactivating it on T1 now only resets it.
     s.engine.deactivate(T1, f).unwrap();
@@ -247,7 +250,7 @@ fn clearing_a_thread_frees_its_spaces_and_orphans_their_frames() {
     // The frame's thread-space is gone: activation treats it as foreign.
     s.engine.bias_site(f, 0, 9);
     s.engine.activate(T1, f).unwrap();
-    assert_eq!(s.engine.frame(f).map(|f| f.bias), Some(0));
+    assert_eq!(s.engine.frame(f).map(|f| f.bias()), Some(0));
 }
 
 #[test]

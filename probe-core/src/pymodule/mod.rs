@@ -1,9 +1,22 @@
-//! The builtin module `_retrace`: private functions over the runtime's state.
+//! The builtin module `_retrace`: the coordinate and space API of SEMANTICS
+//! §2 (in the submodules) and private diagnostics over the runtime's state
+//! (here).
 //!
 //! Single-phase initialisation for now; the spec later wants per-interpreter
-//! module state (multi-phase init with `m_size > 0`). Every function copies
-//! what it reports out of the runtime first and only then creates Python
-//! objects, so no runtime lock is held while Python code could run.
+//! module state (multi-phase init with `m_size > 0`), and the types are
+//! process-wide until then. Every function copies what it reports out of the
+//! runtime first and only then creates Python objects, so no runtime lock is
+//! held while Python code could run.
+
+mod args;
+mod errors;
+mod ffi;
+mod queries;
+mod release;
+mod results;
+mod run;
+mod space;
+mod wrapper;
 
 use crate::events::kind_name;
 use crate::location::{register_name, Location};
@@ -245,6 +258,7 @@ fn c_long_from(b: bool) -> std::ffi::c_long {
     std::ffi::c_long::from(b)
 }
 
+/// A `METH_NOARGS` entry.
 const fn method(
     name: &'static std::ffi::CStr,
     f: PyCFunction,
@@ -258,7 +272,140 @@ const fn method(
     }
 }
 
-static mut METHODS: [PyMethodDef; 8] = [
+/// A `METH_O` entry.
+const fn method_o(
+    name: &'static std::ffi::CStr,
+    f: PyCFunction,
+    doc: &'static std::ffi::CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_flags: METH_O,
+        ..method(name, f, doc)
+    }
+}
+
+/// A `METH_FASTCALL` entry (positional arguments only).
+const fn method_positional(
+    name: &'static std::ffi::CStr,
+    f: PyCFunctionFast,
+    doc: &'static std::ffi::CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: PyMethodDefPointer { PyCFunctionFast: f },
+        ml_flags: METH_FASTCALL,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+/// A `METH_FASTCALL | METH_KEYWORDS` entry.
+const fn method_fast(
+    name: &'static std::ffi::CStr,
+    f: PyCFunctionFastWithKeywords,
+    doc: &'static std::ffi::CStr,
+) -> PyMethodDef {
+    PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: f,
+        },
+        ml_flags: METH_FASTCALL | METH_KEYWORDS,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+static mut METHODS: [PyMethodDef; 19] = [
+    method_fast(
+        c"coordinates",
+        queries::coordinates,
+        c"coordinates($module, /, thread_id=None, drop=0, space_id=None)
+--
+
+The (instruction, ordinal) words of a thread (the current one for None) in a
+space from word `drop` on, or None if the thread has not run in that space.",
+    ),
+    method_positional(
+        c"thread_delta",
+        queries::thread_delta,
+        c"thread_delta($module, space_id=None, /)
+--
+
+(common, *suffix) against the current thread's previous delta in the space,
+or None if the thread has not run in it.",
+    ),
+    method_positional(
+        c"hash",
+        queries::hash,
+        c"hash($module, space_id=None, /)
+--
+
+The location hash of the current thread in the space as an int in
+[0, 2**64), or None if the thread has not run in it.",
+    ),
+    method(
+        c"allocate_space_id",
+        run::allocate_space_id,
+        c"allocate_space_id($module, /)
+--
+
+The next dynamic coordinate space id.",
+    ),
+    method_o(
+        c"exclude",
+        wrapper::exclude,
+        c"exclude($module, callable, /)
+--
+
+A wrapper that calls `callable` in the disabled space (id 1).",
+    ),
+    method_o(
+        c"disable",
+        wrapper::exclude,
+        c"disable($module, callable, /)
+--
+
+A wrapper that calls `callable` in the disabled space (id 1).",
+    ),
+    method_o(
+        c"include",
+        wrapper::include,
+        c"include($module, callable, /)
+--
+
+A wrapper that calls `callable` in the root space (id 0).",
+    ),
+    method_o(
+        c"enable",
+        wrapper::include,
+        c"enable($module, callable, /)
+--
+
+A wrapper that calls `callable` in the root space (id 0).",
+    ),
+    method_positional(
+        c"wrap_for_space",
+        wrapper::wrap_for_space,
+        c"wrap_for_space($module, space_id, callable, /)
+--
+
+A wrapper that calls `callable` in the given space.",
+    ),
+    method_fast(
+        c"run_in_space",
+        run::run_in_space,
+        c"run_in_space($module, space_id, callable, /, *args, **kwargs)
+--
+
+Call callable(*args, **kwargs) in the given space and return its result.",
+    ),
+    method_fast(
+        c"with_new_coordinates",
+        run::with_new_coordinates,
+        c"with_new_coordinates($module, callable, /, *args, **kwargs)
+--
+
+Call callable(*args, **kwargs) as a root frame of a freshly allocated space.",
+    ),
     method(
         c"_dispatch_counts",
         dispatch_counts,
@@ -318,7 +465,15 @@ pub unsafe extern "C" fn init_module() -> *mut PyObject {
     unsafe {
         let def = addr_of_mut!(MODULE_DEF);
         (*def).m_methods = addr_of_mut!(METHODS).cast::<PyMethodDef>();
-        PyModule_Create2(def, PYTHON_API_VERSION)
+        let module = PyModule_Create2(def, PYTHON_API_VERSION);
+        if module.is_null() {
+            return null_mut();
+        }
+        if wrapper::ready().is_err() || space::add_to(module).is_err() {
+            Py_DECREF(module);
+            return null_mut();
+        }
+        module
     }
 }
 

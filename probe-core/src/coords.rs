@@ -1,0 +1,683 @@
+//! The coordinate engine wired to the rewritten interpreter.
+//!
+//! The stubs and hooks deliver raw machine state (saved registers, the
+//! descriptor's hook list); this module turns it into the engine's events
+//! (SEMANTICS Appendix A, 3.12 column) and answers the queries of the Python
+//! modules:
+//!
+//! | event | where it comes from | engine call |
+//! |---|---|---|
+//! | E5 boundary + E6 inferred bias site | dispatch stub slow path (`rt_dispatch`) | R0–R3 inference, [`Engine::begin_instruction`] |
+//! | E1 + E3 new call | `start_frame` hook (non-generator frame) | [`Engine::init_frame`], [`Engine::activate`], inlined-call fix |
+//! | E3 generator resume | `start_frame` hook (generator frame), throw entry hook | [`Engine::activate`] |
+//! | E6 jump before the eval breaker | `handle_eval_breaker` hook | bias site settled early |
+//! | E4 yield / return / unwind | current-frame store hooks (the frame being left) | [`Engine::deactivate`] |
+//! | E4 + frame gone | `_PyEvalFrameClearAndPop`, `_PyThreadState_PopFrame` entry hooks | [`Engine::deactivate`], [`Engine::forget_frame`] |
+//! | E1 generator frame | `_PyFrame_Copy` entry hook | [`Engine::init_frame`] on the destination |
+//! | E2 | `_PyEval_EvalFrameDefault` entry hook | [`Engine::memo_reset`] |
+//!
+//! The stubs handle straight-line dispatch and plain jumps inline on the
+//! frame's [`HotFrame`]; this module keeps `Descriptor::cur_record` pointing
+//! at the record of the frame executing on the thread of the last boundary
+//! (or at [`NO_RECORD`], which sends every dispatch here).
+//!
+//! Thread states are announced lazily (first event seen on them); without a
+//! creation hook every thread is derived as parentless (§9.4's foreign-thread
+//! rule: root seed, then collision retries).
+
+use crate::descriptor::LiveDescriptor;
+use crate::engine::jumps::{infer_dispatch, OpcodeTables};
+use crate::engine::{Engine, FrameKey, FrameView, ThreadKey, ROOT_SPACE};
+use crate::hasher::PtrMap;
+use crate::ids;
+use crate::location::{Layout, Memory};
+use crate::mixing::DEFAULT_MIXER;
+use retrace_abi::{
+    HookKind, HotFrame, Offsets, SavedRegisters, ABSENT, OPCODE_SEND, OPCODE_SUPERINSTRUCTION,
+};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Why a query could not be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// `thread_id` names no thread state of the interpreter (or is 0):
+    /// Python `LookupError("unknown thread id")`.
+    #[error("unknown thread id")]
+    UnknownThread,
+    /// The runtime has no coordinate engine (vanilla layout, standalone
+    /// descriptor): Python `RuntimeError`.
+    #[error("retrace coordinate engine is not active")]
+    Inactive,
+    /// `leave_space` without a matching `enter_space`: Python `SystemError`.
+    #[error("unbalanced coordinate space exit")]
+    Unbalanced,
+}
+
+/// The record published when no frame may take the fast path: its `frame`
+/// (0) matches no dispatching frame.
+pub static NO_RECORD: HotFrame = HotFrame {
+    frame: AtomicU64::new(0),
+    expect: AtomicU64::new(0),
+    last_n: AtomicU64::new(1),
+    ord: AtomicU64::new(0),
+    bias: AtomicI64::new(0),
+};
+
+/// `_PyInterpreterFrame.owner` values (3.12).
+const OWNED_BY_GENERATOR: u64 = 1;
+const OWNED_BY_CSTACK: u64 = 3;
+
+/// SysV argument registers (hardware numbers).
+const RDI: usize = 7;
+const RSI: usize = 6;
+
+/// The struct offsets the engine reads, all present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameOffsets {
+    pub previous: u64,
+    pub prev_instr: u64,
+    pub code: u64,
+    pub owner: u64,
+    pub code_adaptive: u64,
+    pub firsttraceable: u64,
+    pub tstate_cframe: u64,
+    pub cframe_current_frame: u64,
+    pub tstate_interp: u64,
+    pub tstate_next: u64,
+    pub tstate_id: u64,
+    pub interp_threads_head: u64,
+}
+
+impl FrameOffsets {
+    /// The offsets from the descriptor; `None` when one is missing (the
+    /// engine then stays inactive).
+    pub fn from_descriptor(o: &Offsets) -> Option<FrameOffsets> {
+        let get = |v: u32| (v != ABSENT).then_some(u64::from(v));
+        Some(FrameOffsets {
+            previous: get(o.frame_previous)?,
+            prev_instr: get(o.frame_prev_instr)?,
+            code: get(o.frame_code)?,
+            owner: get(o.frame_owner)?,
+            code_adaptive: get(o.code_co_code_adaptive)?,
+            firsttraceable: get(o.code_firsttraceable)?,
+            tstate_cframe: get(o.tstate_cframe)?,
+            cframe_current_frame: get(o.cframe_current_frame)?,
+            tstate_interp: get(o.tstate_interp)?,
+            tstate_next: get(o.tstate_next)?,
+            tstate_id: get(o.tstate_id)?,
+            interp_threads_head: get(o.interp_threads_head)?,
+        })
+    }
+}
+
+/// CPython's frames seen through the descriptor's offsets.
+pub struct LiveView<'a, M: Memory> {
+    pub offsets: FrameOffsets,
+    pub memory: &'a M,
+    /// The frame whose boundary is being processed and the index it is
+    /// about to execute (its `prev_instr` still names the previous one).
+    pub executing: Option<(FrameKey, i64)>,
+}
+
+impl<M: Memory> LiveView<'_, M> {
+    fn word(&self, address: u64) -> u64 {
+        self.memory.read_u64(address).unwrap_or(0)
+    }
+
+    /// Address of the first code unit of `frame`'s code object.
+    pub fn code_start(&self, frame: FrameKey) -> u64 {
+        let code = self.word(frame.0.wrapping_add(self.offsets.code));
+        code.wrapping_add(self.offsets.code_adaptive)
+    }
+
+    /// Code-unit index of the instruction at `ptr` in `frame`.
+    pub fn index_of(&self, frame: FrameKey, ptr: u64) -> i64 {
+        (ptr.wrapping_sub(self.code_start(frame)) as i64) / 2
+    }
+
+    fn owner(&self, frame: FrameKey) -> u64 {
+        self.word(frame.0.wrapping_add(self.offsets.owner)) & 0xff
+    }
+
+    pub fn prev_instr(&self, frame: FrameKey) -> u64 {
+        self.word(frame.0.wrapping_add(self.offsets.prev_instr))
+    }
+}
+
+impl<M: Memory> FrameView for LiveView<'_, M> {
+    fn innermost(&self, thread: ThreadKey) -> Option<FrameKey> {
+        let cframe = self.word(thread.0.wrapping_add(self.offsets.tstate_cframe));
+        if cframe == 0 {
+            return None;
+        }
+        let frame = self.word(cframe.wrapping_add(self.offsets.cframe_current_frame));
+        (frame != 0).then_some(FrameKey(frame))
+    }
+
+    fn previous(&self, frame: FrameKey) -> Option<FrameKey> {
+        let p = self.word(frame.0.wrapping_add(self.offsets.previous));
+        (p != 0).then_some(FrameKey(p))
+    }
+
+    fn index(&self, frame: FrameKey) -> i64 {
+        match self.executing {
+            Some((f, index)) if f == frame => index,
+            _ => self.index_of(frame, self.prev_instr(frame)),
+        }
+    }
+
+    fn owned_by_c_stack(&self, frame: FrameKey) -> bool {
+        self.owner(frame) == OWNED_BY_CSTACK
+    }
+
+    fn is_generator(&self, frame: FrameKey) -> bool {
+        self.owner(frame) == OWNED_BY_GENERATOR
+    }
+
+    fn first_traceable(&self, frame: FrameKey) -> i64 {
+        let code = self.word(frame.0.wrapping_add(self.offsets.code));
+        let v = self.word(code.wrapping_add(self.offsets.firsttraceable)) as u32;
+        i64::from(v as i32)
+    }
+}
+
+/// A view without an executing-frame override.
+fn live<M: Memory>(offsets: FrameOffsets, memory: &M) -> LiveView<'_, M> {
+    LiveView {
+        offsets,
+        memory,
+        executing: None,
+    }
+}
+
+/// Interpreter memory, read directly.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InterpreterMemory;
+
+impl Memory for InterpreterMemory {
+    fn read_u64(&self, address: u64) -> Option<u64> {
+        if address < 4096 {
+            return None;
+        }
+        // SAFETY: the engine reads fields of live interpreter structures at
+        // the offsets the rewriter derived from this library's DWARF: frames
+        // of the chain of a thread state (reachable while the GIL is held),
+        // their code objects, thread states of the interpreter's list, and
+        // the eval loop's C stack during a hook. All stay mapped while the
+        // calling hook or query runs with the GIL held.
+        Some(unsafe { std::ptr::read_unaligned(address as usize as *const u64) })
+    }
+}
+
+/// Per-interpreter coordinate state (one interpreter for now).
+pub struct Coords {
+    engine: Engine,
+    tables: OpcodeTables,
+    flags: [u8; 256],
+    offsets: FrameOffsets,
+    layout: Layout,
+    /// §7 `interp.last_thread`: the thread state of the last boundary.
+    last_thread: u64,
+    /// `PyThreadState.id` of each announced thread state (reuse detection).
+    serials: PtrMap<u64>,
+    /// The thread state (and its `PyThreadState.id`) that
+    /// [`Coords::ensure_thread`] validated last.
+    checked: Option<(u64, u64)>,
+    root_seed: u64,
+    next_space: u32,
+    /// Whether the stubs may take their fast path (off with `RETRACE_SLOW_PATH=1`).
+    publish: bool,
+    /// Dispatches of frames the engine never saw activated.
+    pub untracked_dispatches: u64,
+}
+
+/// Bytes from an instruction with opcode `op` to its natural successor.
+fn width(tables: &OpcodeTables, flags: &[u8; 256], op: u8) -> u64 {
+    if flags[usize::from(op)] & OPCODE_SUPERINSTRUCTION != 0 {
+        4
+    } else {
+        2 * (1 + u64::from(tables.caches_of(op)))
+    }
+}
+
+impl Coords {
+    /// The state for a rewritten library described by `descriptor`; `None`
+    /// when it lacks what the engine needs.
+    pub fn new(descriptor: &LiveDescriptor, publish: bool, seed: &[u8]) -> Option<Coords> {
+        let info = descriptor.info();
+        let offsets = FrameOffsets::from_descriptor(&info.offsets)?;
+        let send = (0..=255u8).find(|&op| {
+            info.opcode_flags[usize::from(op)] & OPCODE_SEND != 0
+                && info.opcode_deopt[usize::from(op)] == op
+        });
+        let supers: Vec<u8> = (0..=255u8)
+            .filter(|&op| info.opcode_flags[usize::from(op)] & OPCODE_SUPERINSTRUCTION != 0)
+            .collect();
+        let mut tables = OpcodeTables::new(info.opcode_caches, info.opcode_deopt)
+            .with_superinstructions(&supers);
+        if let Some(send) = send {
+            tables = tables.with_send(send);
+        }
+        Some(Coords {
+            engine: Engine::new(DEFAULT_MIXER),
+            tables,
+            flags: info.opcode_flags,
+            offsets,
+            layout: info.layout,
+            last_thread: 0,
+            serials: PtrMap::default(),
+            checked: None,
+            root_seed: ids::root_seed(DEFAULT_MIXER, seed),
+            next_space: 2,
+            publish,
+            untracked_dispatches: 0,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Announces `tstate` on first sight, or again when its address now
+    /// holds a different thread state (`PyThreadState.id` changed).
+    fn ensure_thread(&mut self, tstate: u64, memory: &impl Memory) -> ThreadKey {
+        let key = ThreadKey(tstate);
+        let serial = memory
+            .read_u64(tstate.wrapping_add(self.offsets.tstate_id))
+            .unwrap_or(0);
+        if self.checked == Some((tstate, serial)) {
+            return key;
+        }
+        if self.engine.thread(key).is_some() && self.serials.get(&tstate) == Some(&serial) {
+            self.checked = Some((tstate, serial));
+            return key;
+        }
+        self.engine.remove_thread(key);
+        let engine = &self.engine;
+        let tid = ids::assign(DEFAULT_MIXER, self.root_seed, None, |id| {
+            engine.threads_with_tid(id).next().is_some()
+        });
+        self.engine.new_thread(key, tid, ROOT_SPACE);
+        self.serials.insert(tstate, serial);
+        self.checked = Some((tstate, serial));
+        key
+    }
+
+    fn hot(&self, frame: FrameKey) -> Option<&'static HotFrame> {
+        self.engine.frame(frame).map(|f| f.hot)
+    }
+
+    /// Points the stubs at `frame`'s record when `tstate` ran the last boundary.
+    fn publish_for(&self, descriptor: &LiveDescriptor, tstate: u64, frame: Option<FrameKey>) {
+        if tstate != self.last_thread {
+            return;
+        }
+        let record = match (self.publish, frame.and_then(|f| self.hot(f))) {
+            (true, Some(hot)) => hot as *const HotFrame as u64,
+            _ => &NO_RECORD as *const HotFrame as u64,
+        };
+        descriptor.set_cur_record(record);
+    }
+
+    /// Forgets `frame`, unpublishing its record if the stubs use it.
+    fn forget(&mut self, descriptor: &LiveDescriptor, frame: FrameKey) {
+        if let Some(hot) = self.engine.forget_frame(frame) {
+            if descriptor.cur_record() == hot as *const HotFrame as u64 {
+                descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
+            }
+        }
+    }
+
+    /// A dispatch that reached the runtime: the boundary before the
+    /// instruction at `next_instr` (opcode `opcode`) of the frame.
+    pub fn on_dispatch(
+        &mut self,
+        descriptor: &LiveDescriptor,
+        regs: &SavedRegisters,
+        opcode: u8,
+        stack: &impl Memory,
+    ) {
+        let memory = InterpreterMemory;
+        let (Some(tstate), Some(frame), Some(n_ptr)) = (
+            self.layout.tstate.read(regs, stack).filter(|&t| t != 0),
+            self.layout.frame.read(regs, stack).filter(|&f| f != 0),
+            self.layout.next_instr.read(regs, stack),
+        ) else {
+            return;
+        };
+        let thread = self.ensure_thread(tstate, &memory);
+        let frame = FrameKey(frame);
+        self.last_thread = tstate;
+        if self.engine.frame(frame).is_none() {
+            // The entry frame's INTERPRETER_EXIT (never activated, §5.1), or a
+            // frame the hooks missed: an invisible boundary either way.
+            if !live(self.offsets, &memory).owned_by_c_stack(frame) {
+                self.untracked_dispatches += 1;
+            }
+            let _ = thread;
+            descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
+            return;
+        }
+        let view = live(self.offsets, &memory);
+        let q_ptr = view.prev_instr(frame);
+        let q = view.index_of(frame, q_ptr);
+        let n = view.index_of(frame, n_ptr);
+        let Some(hot) = self.hot(frame) else { return };
+        let cached = hot.last_n.load(Relaxed) == q_ptr && hot.expect.load(Relaxed) == n_ptr;
+        if !cached {
+            let op_q = if q >= 0 {
+                (memory.read_u64(q_ptr).unwrap_or(0) & 0xff) as u8
+            } else {
+                0
+            };
+            if let Some(site) = infer_dispatch(&self.tables, q, n, op_q).site {
+                self.engine.bias_site(frame, site.source, site.dest);
+            }
+        }
+        let view = LiveView {
+            offsets: self.offsets,
+            memory: &memory,
+            executing: Some((frame, n)),
+        };
+        let _ = self.engine.begin_instruction(&view, thread, frame, n);
+        let marker = u64::from(self.flags[usize::from(opcode)] & OPCODE_SEND != 0);
+        hot.last_n.store(n_ptr | marker, Relaxed);
+        hot.expect.store(
+            n_ptr.wrapping_add(width(&self.tables, &self.flags, opcode)),
+            Relaxed,
+        );
+        self.publish_for(descriptor, tstate, Some(frame));
+    }
+
+    /// A hook fired.
+    pub fn on_hook(
+        &mut self,
+        descriptor: &LiveDescriptor,
+        kind: HookKind,
+        arg: u32,
+        regs: &SavedRegisters,
+        stack: &impl Memory,
+    ) {
+        let memory = InterpreterMemory;
+        let reg = |n: u32| {
+            usize::try_from(n)
+                .ok()
+                .and_then(|i| regs.gpr.get(i))
+                .copied()
+        };
+        let loop_tstate = || self.layout.tstate.read(regs, stack).filter(|&t| t != 0);
+        match kind {
+            HookKind::EvalEntry => {
+                let (tstate, frame) = (regs.gpr[RDI], regs.gpr[RSI]);
+                if tstate != 0 {
+                    self.ensure_thread(tstate, &memory);
+                    self.engine.memo_reset(FrameKey(frame));
+                }
+            }
+            HookKind::StartFrame | HookKind::ThrowEntry => {
+                let (Some(frame), Some(tstate)) = (reg(arg).filter(|&f| f != 0), loop_tstate())
+                else {
+                    return;
+                };
+                self.start_frame(descriptor, tstate, FrameKey(frame), kind, &memory);
+            }
+            HookKind::EvalBreaker => {
+                let (Some(frame), Some(tstate), Some(n_ptr)) = (
+                    reg(arg).filter(|&f| f != 0),
+                    loop_tstate(),
+                    self.layout.next_instr.read(regs, stack),
+                ) else {
+                    return;
+                };
+                self.settle(tstate, FrameKey(frame), n_ptr, &memory);
+            }
+            HookKind::CurrentFrameStore => {
+                let (Some(new), Some(tstate)) = (reg(arg), loop_tstate()) else {
+                    return;
+                };
+                self.current_frame_store(descriptor, tstate, new, &memory);
+            }
+            HookKind::FrameClearAndPop | HookKind::ThreadStatePopFrame => {
+                let (tstate, frame) = (regs.gpr[RDI], FrameKey(regs.gpr[RSI]));
+                if tstate != 0 {
+                    let thread = self.ensure_thread(tstate, &memory);
+                    let _ = self.engine.deactivate(thread, frame);
+                    let caller = live(self.offsets, &memory).previous(frame);
+                    self.forget(descriptor, frame);
+                    self.publish_for(descriptor, tstate, caller);
+                }
+            }
+            HookKind::FrameCopy => {
+                // _PyFrame_Copy(src, dest): dest is a new generator frame (E1),
+                // initialized on the thread current when it is copied.
+                let dest = FrameKey(regs.gpr[RSI]);
+                if dest.0 == 0 {
+                    return;
+                }
+                let thread = ThreadKey(self.last_thread);
+                if self.engine.thread(thread).is_some() {
+                    let _ = self.engine.init_frame(thread, dest);
+                }
+            }
+        }
+    }
+
+    /// E1 + E3 at `start_frame` / the throw entry.
+    fn start_frame(
+        &mut self,
+        descriptor: &LiveDescriptor,
+        tstate: u64,
+        frame: FrameKey,
+        kind: HookKind,
+        memory: &InterpreterMemory,
+    ) {
+        let thread = self.ensure_thread(tstate, memory);
+        let view = live(self.offsets, memory);
+        let generator = view.is_generator(frame);
+        let caller = view.previous(frame).filter(|&c| !view.owned_by_c_stack(c));
+        if !generator && kind == HookKind::StartFrame {
+            let _ = self.engine.init_frame(thread, frame);
+        }
+        let _ = self.engine.activate(thread, frame);
+        if let Some(hot) = self.hot(frame) {
+            // The first dispatch (prev_instr + 1) is then straight-line.
+            let prev = view.prev_instr(frame);
+            hot.last_n.store(prev, Relaxed);
+            hot.expect.store(prev.wrapping_add(2), Relaxed);
+        }
+        if kind == HookKind::StartFrame {
+            if let Some(caller) = caller {
+                self.inlined_call_fix(caller, memory);
+            }
+        }
+        self.publish_for(descriptor, tstate, Some(frame));
+    }
+
+    /// DESIGN-NOTES §4.1: a frame entered inline from the Python frame
+    /// `caller`, whose last dispatched instruction `Q` jumped over its inline
+    /// caches to `caller.prev_instr + 1` before `DISPATCH_INLINED`.
+    fn inlined_call_fix(&mut self, caller: FrameKey, memory: &InterpreterMemory) {
+        let Some(hot) = self.hot(caller) else { return };
+        let last = hot.last_n.load(Relaxed) & !1;
+        if last == 0 {
+            return;
+        }
+        let view = live(self.offsets, memory);
+        let prev_ptr = view.prev_instr(caller);
+        let last_q = view.index_of(caller, last);
+        let prev = view.index_of(caller, prev_ptr);
+        if let Some(site) = crate::engine::jumps::start_frame_fix(last_q, prev) {
+            self.engine.bias_site(caller, site.source, site.dest);
+        }
+        // The return dispatch (prev_instr + 1) is then straight-line.
+        hot.last_n.store(prev_ptr, Relaxed);
+        hot.expect.store(prev_ptr.wrapping_add(2), Relaxed);
+    }
+
+    /// DESIGN-NOTES §4.3: at `handle_eval_breaker`, apply the pending
+    /// transfer `prev_instr → next_instr` now, so that signal handlers and
+    /// pending calls see the coordinate the reference has; the dispatch that
+    /// follows then finds it cached as straight-line.
+    fn settle(&mut self, tstate: u64, frame: FrameKey, n_ptr: u64, memory: &InterpreterMemory) {
+        self.ensure_thread(tstate, memory);
+        let Some(hot) = self.hot(frame) else { return };
+        let view = live(self.offsets, memory);
+        let q_ptr = view.prev_instr(frame);
+        if hot.last_n.load(Relaxed) == q_ptr && hot.expect.load(Relaxed) == n_ptr {
+            return;
+        }
+        let (q, n) = (view.index_of(frame, q_ptr), view.index_of(frame, n_ptr));
+        let op_q = if q >= 0 {
+            (memory.read_u64(q_ptr).unwrap_or(0) & 0xff) as u8
+        } else {
+            0
+        };
+        if let Some(site) = infer_dispatch(&self.tables, q, n, op_q).site {
+            self.engine.bias_site(frame, site.source, site.dest);
+        }
+        hot.last_n.store(q_ptr, Relaxed);
+        hot.expect.store(n_ptr, Relaxed);
+    }
+
+    /// A store to `cframe.current_frame`: when the new current frame is
+    /// already running or is an entry frame (the caller resumed by a yield,
+    /// return or unwind),
+    /// the frame being left stops running (E4). A push stores a frame that
+    /// is not running yet (fresh, or a suspended generator), whose start is
+    /// the `start_frame` hook's business. (`new->previous` cannot tell the
+    /// two apart: the compiler may store it after `current_frame`.)
+    fn current_frame_store(
+        &mut self,
+        descriptor: &LiveDescriptor,
+        tstate: u64,
+        new: u64,
+        memory: &InterpreterMemory,
+    ) {
+        let view = live(self.offsets, memory);
+        let Some(old) = view.innermost(ThreadKey(tstate)) else {
+            return;
+        };
+        let running = |f: FrameKey| self.engine.frame(f).is_some_and(|s| s.space.is_some());
+        // Returning into C (the entry frame of a C-level evaluation) too.
+        let resumed = |f: FrameKey| running(f) || view.owned_by_c_stack(f);
+        if new == 0 || old.0 == new || !resumed(FrameKey(new)) || !running(old) {
+            return;
+        }
+        let thread = self.ensure_thread(tstate, memory);
+        let _ = self.engine.deactivate(thread, old);
+        self.publish_for(descriptor, tstate, Some(FrameKey(new)));
+    }
+
+    /// The thread state announced for `tstate` (the caller's own, current).
+    fn current(&mut self, tstate: u64) -> Result<ThreadKey, ApiError> {
+        if tstate == 0 {
+            return Err(ApiError::UnknownThread);
+        }
+        Ok(self.ensure_thread(tstate, &InterpreterMemory))
+    }
+
+    /// The live thread state of the caller's interpreter whose Retrace id
+    /// is `tid`.
+    fn thread_by_id(&mut self, caller: u64, tid: u64) -> Result<ThreadKey, ApiError> {
+        if tid == 0 {
+            return Err(ApiError::UnknownThread);
+        }
+        let memory = InterpreterMemory;
+        let interp = memory
+            .read_u64(caller.wrapping_add(self.offsets.tstate_interp))
+            .unwrap_or(0);
+        let mut ts = memory
+            .read_u64(interp.wrapping_add(self.offsets.interp_threads_head))
+            .unwrap_or(0);
+        let mut steps = 0;
+        while ts != 0 && steps < 1 << 16 {
+            steps += 1;
+            let key = self.ensure_thread(ts, &memory);
+            if self.engine.thread(key).map(|t| t.tid) == Some(tid) {
+                return Ok(key);
+            }
+            ts = memory
+                .read_u64(ts.wrapping_add(self.offsets.tstate_next))
+                .unwrap_or(0);
+        }
+        Err(ApiError::UnknownThread)
+    }
+
+    pub fn coordinates(
+        &mut self,
+        caller: u64,
+        thread_id: Option<u64>,
+        drop: usize,
+        space: u32,
+    ) -> Result<Option<Vec<u64>>, ApiError> {
+        let me = self.current(caller)?;
+        let thread = match thread_id {
+            None => me,
+            Some(tid) => self.thread_by_id(caller, tid)?,
+        };
+        let view = live(self.offsets, &InterpreterMemory);
+        self.engine
+            .coordinates(&view, thread, space, drop)
+            .map_err(|_| ApiError::UnknownThread)
+    }
+
+    pub fn thread_delta(&mut self, caller: u64, space: u32) -> Result<Option<Vec<u64>>, ApiError> {
+        let me = self.current(caller)?;
+        let memory = InterpreterMemory;
+        let view = LiveView {
+            offsets: self.offsets,
+            memory: &memory,
+            executing: None,
+        };
+        self.engine
+            .thread_delta(&view, me, space)
+            .map_err(|_| ApiError::UnknownThread)
+    }
+
+    pub fn location_hash(&mut self, caller: u64, space: u32) -> Result<Option<u64>, ApiError> {
+        let me = self.current(caller)?;
+        let view = live(self.offsets, &InterpreterMemory);
+        self.engine
+            .location_hash(&view, me, space)
+            .map_err(|_| ApiError::UnknownThread)
+    }
+
+    /// §10: the identity-hash location of the calling thread, if any.
+    pub fn nearest_visible_hash(&mut self, caller: u64) -> Option<u64> {
+        let me = self.current(caller).ok()?;
+        let view = live(self.offsets, &InterpreterMemory);
+        self.engine.nearest_visible_hash(&view, me).ok().flatten()
+    }
+
+    pub fn allocate_space_id(&mut self) -> u32 {
+        let id = self.next_space;
+        self.next_space = match self.next_space.wrapping_add(1) {
+            0 | 1 => 2,
+            v => v,
+        };
+        id
+    }
+
+    pub fn enter_space(&mut self, caller: u64, space: u32) -> Result<(), ApiError> {
+        let me = self.current(caller)?;
+        let memory = InterpreterMemory;
+        let view = LiveView {
+            offsets: self.offsets,
+            memory: &memory,
+            executing: None,
+        };
+        self.engine
+            .enter(&view, me, space)
+            .map_err(|_| ApiError::UnknownThread)
+    }
+
+    pub fn leave_space(&mut self, caller: u64) -> Result<(), ApiError> {
+        let me = self.current(caller)?;
+        self.engine.leave(me).map_err(|_| ApiError::Unbalanced)
+    }
+
+    pub fn current_thread_id(&mut self, caller: u64) -> Option<u64> {
+        let me = self.current(caller).ok()?;
+        self.engine.thread(me).map(|t| t.tid)
+    }
+}

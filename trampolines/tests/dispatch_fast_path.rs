@@ -1,0 +1,903 @@
+//! Runs generated dispatch stubs for real and checks their fast path against
+//! the algorithm of `trampolines::dispatch` (module doc), case by case and
+//! with a property test against a pure-Rust model.
+//!
+//! One anonymous mapping holds the fake descriptor, the [`HotFrame`] that
+//! `cur_record` points at, a fake `_PyInterpreterFrame` (only `prev_instr`
+//! at 0x38 matters), a handler that counts its runs, a hand-written thunk
+//! and the generated program. The thunk is
+//!
+//! ```text
+//! thunk(frame: rdi, next_instr: rsi, stub: rdx, regs: rcx)
+//!     push rbx, rbp, r12, r13, r14, r15, rcx, rdx
+//!     mov  rbx, rdi                  ; FRAME  (3.12 layout)
+//!     mov  r10, rsi                  ; NEXT
+//!     mov  [rcx + 8*4], rsp          ; in.rsp := rsp at the call
+//!     mov  r, [rcx + 8*r]            ; every other register but rsp (rcx last)
+//!     call [rsp]                     ; the stub, which jumps to the handler
+//!     xchg rcx, [rsp + 8]            ; rcx := regs, slot := the rcx after the call
+//!     mov  [rcx + 128 + 8*r], r      ; out[r] (rcx from the slot)
+//!     add  rsp, 16 ; pop r15 … rbx ; ret
+//! ```
+//!
+//! so `regs[0..16]` is the register state entering the stub and
+//! `regs[16..32]` the state the handler returned with.
+
+mod common;
+
+use common::Mapping;
+use proptest::prelude::*;
+use retrace_abi::{field, Descriptor, HotFrame, SavedRegisters};
+use std::cell::RefCell;
+use std::sync::atomic::Ordering::SeqCst;
+use trampolines::{generate, DispatchRegisters, ProgramInput, StubRequest};
+
+// The real 3.12 layout.
+const RBX: u8 = 3;
+const R10: u8 = 10;
+const SCRATCH: [u8; 2] = [0, 11];
+const PREV_INSTR: usize = 0x38;
+const RSP: usize = 4;
+
+// Mapping layout.
+const MAP_LEN: usize = 0x7000;
+const FRAME_OFF: usize = 0x2000;
+const RECORD_OFF: usize = 0x2100;
+const HANDLER_COUNT_OFF: usize = 0x2200;
+/// "Bytecode": instruction pointers are addresses into this buffer (never dereferenced).
+const CODE_OFF: usize = 0x3000;
+const CODE_LEN: usize = 0x1000;
+const EXEC_OFF: usize = 0x4000;
+const HANDLER_OFF: usize = 0x4000;
+const THUNK_OFF: usize = 0x4100;
+const TEXT_OFF: usize = 0x4800;
+
+/// The stubs of the fixture, by index.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    opcode: u8,
+    width: u8,
+    classify_next: bool,
+}
+
+const SHAPES: [Shape; 4] = [
+    Shape {
+        opcode: 10,
+        width: 2,
+        classify_next: false,
+    },
+    Shape {
+        opcode: 20,
+        width: 4,
+        classify_next: false,
+    },
+    Shape {
+        opcode: 30,
+        width: 8,
+        classify_next: false,
+    },
+    // SEND: one inline cache.
+    Shape {
+        opcode: 40,
+        width: 4,
+        classify_next: true,
+    },
+];
+const PLAIN: usize = 0;
+const WIDE: usize = 2;
+const SEND: usize = 3;
+
+/// What `rt_dispatch` saw: opcode, frame (rbx) and next_instr (r10).
+type RuntimeCall = (u64, u64, u64);
+
+thread_local! {
+    static RUNTIME_CALLS: RefCell<Vec<RuntimeCall>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
+    // SAFETY: the slow path passes a valid, exclusively ours block.
+    let regs = unsafe { &*regs };
+    let call = (
+        opcode,
+        regs.gpr[usize::from(RBX)],
+        regs.gpr[usize::from(R10)],
+    );
+    RUNTIME_CALLS.with(|c| c.borrow_mut().push(call));
+    0
+}
+
+fn take_runtime_calls() -> Vec<RuntimeCall> {
+    RUNTIME_CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}
+
+/// A [`HotFrame`]'s fields as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rec {
+    frame: u64,
+    expect: u64,
+    last_n: u64,
+    ord: u64,
+    bias: i64,
+}
+
+/// The algorithm of the stub (module doc of `trampolines::dispatch`): the
+/// record after dispatching `n` in `frame` with `prev_instr == q`, and whether
+/// the dispatch went to the runtime.
+fn model(rec: Rec, frame: u64, q: u64, n: u64, shape: Shape) -> (Rec, bool) {
+    if rec.frame != frame || rec.last_n != q {
+        return (rec, true);
+    }
+    let mut bias = rec.bias;
+    // R2 (natural successor), R0 (re-dispatch), R1 (next code unit) keep the bias.
+    if n != rec.expect && n != q && n != q.wrapping_add(2) {
+        // R3: a jump, in code units.
+        bias = bias.wrapping_add((q.wrapping_add(2).wrapping_sub(n) as i64) / 2);
+    }
+    let last_n = if shape.classify_next { n | 1 } else { n };
+    let after = Rec {
+        frame: rec.frame,
+        expect: n.wrapping_add(u64::from(shape.width)),
+        last_n,
+        ord: 0,
+        bias,
+    };
+    (after, false)
+}
+
+/// `mov r64, [rcx + disp32]`.
+fn load_from_rcx(reg: u8, disp: i32) -> Vec<u8> {
+    let mut v = vec![0x48 | ((reg >> 3) << 2), 0x8b, 0x80 | ((reg & 7) << 3) | 1];
+    v.extend_from_slice(&disp.to_le_bytes());
+    v
+}
+
+/// `mov [rcx + disp32], r64`.
+fn store_to_rcx(reg: u8, disp: i32) -> Vec<u8> {
+    let mut v = vec![0x48 | ((reg >> 3) << 2), 0x89, 0x80 | ((reg & 7) << 3) | 1];
+    v.extend_from_slice(&disp.to_le_bytes());
+    v
+}
+
+fn thunk_bytes() -> Vec<u8> {
+    let mut t = vec![
+        0x53, // push rbx
+        0x55, // push rbp
+        0x41, 0x54, // push r12
+        0x41, 0x55, // push r13
+        0x41, 0x56, // push r14
+        0x41, 0x57, // push r15
+        0x51, // push rcx (regs)
+        0x52, // push rdx (stub)
+        0x48, 0x89, 0xfb, // mov rbx, rdi
+        0x49, 0x89, 0xf2, // mov r10, rsi
+        0x48, 0x89, 0x61, 0x20, // mov [rcx + 32], rsp
+    ];
+    for r in [0u8, 2, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 1] {
+        t.extend(load_from_rcx(r, 8 * i32::from(r)));
+    }
+    t.extend_from_slice(&[0xff, 0x14, 0x24]); // call [rsp]
+    t.extend_from_slice(&[0x48, 0x87, 0x4c, 0x24, 0x08]); // xchg rcx, [rsp + 8]
+    for r in (0u8..16).filter(|&r| r != 1) {
+        t.extend(store_to_rcx(r, 128 + 8 * i32::from(r)));
+    }
+    t.extend_from_slice(&[0x48, 0x8b, 0x44, 0x24, 0x08]); // mov rax, [rsp + 8]
+    t.extend(store_to_rcx(0, 128 + 8)); // out.rcx
+    t.extend_from_slice(&[
+        0x48, 0x83, 0xc4, 0x10, // add rsp, 16
+        0x41, 0x5f, // pop r15
+        0x41, 0x5e, // pop r14
+        0x41, 0x5d, // pop r13
+        0x41, 0x5c, // pop r12
+        0x5d, // pop rbp
+        0x5b, // pop rbx
+        0xc3, // ret
+    ]);
+    t
+}
+
+type Thunk = extern "C" fn(u64, u64, u64, *mut u64);
+
+/// Everything one dispatch did.
+#[derive(Debug)]
+struct Outcome {
+    rec: Rec,
+    runtime_calls: Vec<RuntimeCall>,
+    /// Increase of `dispatch_counts[opcode]`.
+    counted: u64,
+    handler_runs: u64,
+    regs_in: [u64; 16],
+    regs_out: [u64; 16],
+}
+
+impl Outcome {
+    fn slow(&self) -> bool {
+        !self.runtime_calls.is_empty()
+    }
+}
+
+struct Fixture {
+    map: Mapping,
+    stubs: Vec<u64>,
+    thunk: Thunk,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let mut map = Mapping::new(MAP_LEN);
+        assert!(std::mem::size_of::<Descriptor>() <= FRAME_OFF);
+        map.write(0, Descriptor::new().as_bytes());
+        // The handler: inc qword [rip + handler_count]; ret
+        let disp = map.addr(HANDLER_COUNT_OFF) as i64 - (map.addr(HANDLER_OFF) as i64 + 7);
+        let mut handler = vec![0x48, 0xff, 0x05];
+        handler.extend_from_slice(&i32::try_from(disp).unwrap().to_le_bytes());
+        handler.push(0xc3);
+        map.write(HANDLER_OFF, &handler);
+        let thunk = thunk_bytes();
+        assert!(THUNK_OFF + thunk.len() <= TEXT_OFF);
+        map.write(THUNK_OFF, &thunk);
+        let requests: Vec<StubRequest> = SHAPES
+            .iter()
+            .map(|s| StubRequest {
+                opcode: s.opcode,
+                handler: map.addr(HANDLER_OFF),
+                width: s.width,
+                classify_next: s.classify_next,
+            })
+            .collect();
+        let program = generate(&ProgramInput {
+            text_vaddr: map.addr(TEXT_OFF),
+            descriptor_vaddr: map.addr(0),
+            stubs: &requests,
+            registers: DispatchRegisters {
+                frame: RBX,
+                next_instr: R10,
+                scratch: SCRATCH,
+                prev_instr_offset: PREV_INSTR as i32,
+            },
+            hooks: &[],
+            flags_live_at_handlers: false,
+        })
+        .unwrap();
+        assert!(TEXT_OFF + program.bytes.len() <= MAP_LEN);
+        map.write(TEXT_OFF, &program.bytes);
+        map.descriptor().rt_dispatch = rt_dispatch as *const () as u64;
+        map.descriptor().cur_record = map.addr(RECORD_OFF);
+        map.protect_exec(EXEC_OFF, MAP_LEN - EXEC_OFF);
+        let stubs = program.stubs.iter().map(|s| s.address).collect();
+        // SAFETY: the thunk bytes above implement exactly this C signature
+        // (callee-saved registers restored, stack balanced) and the mapping
+        // holding them lives as long as the fixture.
+        let thunk: Thunk = unsafe { std::mem::transmute(map.addr(THUNK_OFF) as usize) };
+        take_runtime_calls();
+        Fixture { map, stubs, thunk }
+    }
+
+    /// The fake frame's address (what the frame register holds).
+    fn frame(&self) -> u64 {
+        self.map.addr(FRAME_OFF)
+    }
+
+    /// The address of code unit `unit` of the fake bytecode.
+    fn instr(&self, unit: u64) -> u64 {
+        assert!(unit * 2 < CODE_LEN as u64);
+        self.map.addr(CODE_OFF) + 2 * unit
+    }
+
+    fn hot(&self) -> &HotFrame {
+        // SAFETY: RECORD_OFF is in bounds of the RW part of our mapping, which
+        // is zero-initialised (a valid HotFrame: plain atomics) and 8-aligned;
+        // the reference borrows `self`, which owns the mapping.
+        unsafe { &*(self.map.addr(RECORD_OFF) as *const HotFrame) }
+    }
+
+    fn record(&self) -> Rec {
+        let h = self.hot();
+        Rec {
+            frame: h.frame.load(SeqCst),
+            expect: h.expect.load(SeqCst),
+            last_n: h.last_n.load(SeqCst),
+            ord: h.ord.load(SeqCst),
+            bias: h.bias.load(SeqCst),
+        }
+    }
+
+    fn set_record(&self, r: Rec) {
+        let h = self.hot();
+        h.frame.store(r.frame, SeqCst);
+        h.expect.store(r.expect, SeqCst);
+        h.last_n.store(r.last_n, SeqCst);
+        h.ord.store(r.ord, SeqCst);
+        h.bias.store(r.bias, SeqCst);
+    }
+
+    fn set_prev_instr(&self, q: u64) {
+        self.map.write(FRAME_OFF + PREV_INSTR, &q.to_le_bytes());
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        // SAFETY: `off` is an 8-aligned offset inside our RW data pages.
+        unsafe { std::ptr::read_volatile(self.map.addr(off) as *const u64) }
+    }
+
+    fn count(&self, opcode: u8) -> u64 {
+        self.read_u64(field::DISPATCH_COUNTS + 8 * usize::from(opcode))
+    }
+
+    /// Dispatch `n` through stub `stub` with the frame register holding
+    /// `frame` and the fake frame's `prev_instr` holding `q`.
+    fn dispatch(&self, stub: usize, frame: u64, q: u64, n: u64) -> Outcome {
+        self.set_prev_instr(q);
+        let opcode = SHAPES[stub].opcode;
+        let count_before = self.count(opcode);
+        let handler_before = self.read_u64(HANDLER_COUNT_OFF);
+        let mut regs = [0u64; 32];
+        for (r, v) in regs[..16].iter_mut().enumerate() {
+            *v = 0x5a00_0000_0000_0000 | ((r as u64) << 40) | (n.rotate_left(r as u32) & 0xffff);
+        }
+        take_runtime_calls();
+        (self.thunk)(frame, n, self.stubs[stub], regs.as_mut_ptr());
+        let mut regs_in = [0u64; 16];
+        regs_in.copy_from_slice(&regs[..16]);
+        regs_in[usize::from(RBX)] = frame;
+        regs_in[usize::from(R10)] = n;
+        let mut regs_out = [0u64; 16];
+        regs_out.copy_from_slice(&regs[16..]);
+        Outcome {
+            rec: self.record(),
+            runtime_calls: take_runtime_calls(),
+            counted: self.count(opcode) - count_before,
+            handler_runs: self.read_u64(HANDLER_COUNT_OFF) - handler_before,
+            regs_in,
+            regs_out,
+        }
+    }
+
+    /// Dispatch and check everything the model and the register contract
+    /// determine; returns the outcome for further checks.
+    fn dispatch_checked(&self, stub: usize, frame: u64, q: u64, n: u64) -> Outcome {
+        let before = self.record();
+        let shape = SHAPES[stub];
+        let (expected, slow) = model(before, frame, q, n, shape);
+        let out = self.dispatch(stub, frame, q, n);
+        assert_eq!(
+            out.rec, expected,
+            "record; before {before:x?}, q {q:#x}, n {n:#x}"
+        );
+        assert_eq!(out.handler_runs, 1, "the handler runs exactly once");
+        if slow {
+            assert_eq!(out.runtime_calls, [(u64::from(shape.opcode), frame, n)]);
+            assert_eq!(out.counted, 1, "the slow path counts");
+        } else {
+            assert_eq!(
+                out.runtime_calls,
+                [],
+                "the fast path must not call the runtime"
+            );
+            assert_eq!(out.counted, 0, "the fast path does not count");
+        }
+        assert_registers_preserved(&out);
+        out
+    }
+}
+
+/// Every register but the two scratch registers reaches the handler unchanged.
+fn assert_registers_preserved(out: &Outcome) {
+    for r in 0..16 {
+        if SCRATCH.contains(&(r as u8)) {
+            continue;
+        }
+        assert_eq!(
+            out.regs_out[r], out.regs_in[r],
+            "register {r} changed: {:#x} -> {:#x}",
+            out.regs_in[r], out.regs_out[r]
+        );
+    }
+    assert_eq!(out.regs_out[RSP], out.regs_in[RSP], "rsp");
+}
+
+/// A record whose fast path would hit for `q → q + width` if everything matched.
+fn straight_line(f: &Fixture, q: u64, width: u64) -> Rec {
+    Rec {
+        frame: f.frame(),
+        expect: q + width,
+        last_n: q,
+        ord: 3,
+        bias: 5,
+    }
+}
+
+#[test]
+fn a_other_frame_takes_the_slow_path() {
+    let f = Fixture::new();
+    let q = f.instr(100);
+    for other in [0, f.frame() + 0x100, f.frame() ^ 1 << 40] {
+        let rec = Rec {
+            frame: other,
+            ..straight_line(&f, q, 2)
+        };
+        f.set_record(rec);
+        let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 2);
+        assert!(out.slow());
+        assert_eq!(out.rec, rec, "the slow path leaves the record alone");
+        assert_eq!(out.runtime_calls, [(10, f.frame(), q + 2)]);
+    }
+    assert_eq!(f.count(10), 3);
+    // Other opcodes' counters are untouched.
+    assert_eq!((f.count(20), f.count(30), f.count(40)), (0, 0, 0));
+}
+
+#[test]
+fn b_moved_prev_instr_takes_the_slow_path() {
+    let f = Fixture::new();
+    let q = f.instr(100);
+    for last_n in [q + 2, q - 2, 1, q | 1, 0] {
+        let rec = Rec {
+            last_n,
+            ..straight_line(&f, q, 4)
+        };
+        f.set_record(rec);
+        // N is the expected successor: only the moved prev_instr sends it slow.
+        let out = f.dispatch_checked(1, f.frame(), q, q + 4);
+        assert!(out.slow());
+        assert_eq!(out.rec, rec);
+        assert_eq!(out.runtime_calls, [(20, f.frame(), q + 4)]);
+    }
+    assert_eq!(f.count(20), 5);
+}
+
+#[test]
+fn c_natural_successor_is_a_hit() {
+    let f = Fixture::new();
+    for (stub, width) in [(0, 2u64), (1, 4), (2, 8)] {
+        let q = f.instr(200);
+        let n = q + 6; // what the previous instruction's stub expected
+        f.set_record(Rec {
+            expect: n,
+            ..straight_line(&f, q, 6)
+        });
+        let out = f.dispatch_checked(stub, f.frame(), q, n);
+        assert!(!out.slow());
+        assert_eq!(
+            out.rec,
+            Rec {
+                frame: f.frame(),
+                expect: n + width,
+                last_n: n,
+                ord: 0,
+                bias: 5,
+            }
+        );
+    }
+    // The expected successor may be anything the previous stub stored: no bias.
+    let q = f.instr(10);
+    let n = f.instr(300);
+    f.set_record(Rec {
+        expect: n,
+        ..straight_line(&f, q, 2)
+    });
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, n);
+    assert_eq!(out.rec.bias, 5);
+    assert_eq!((out.rec.last_n, out.rec.expect), (n, n + 2));
+    assert_eq!(f.count(10) + f.count(20) + f.count(30), 0);
+}
+
+#[test]
+fn d_redispatch_keeps_the_bias() {
+    let f = Fixture::new();
+    let q = f.instr(50);
+    f.set_record(straight_line(&f, q, 4));
+    let out = f.dispatch_checked(WIDE, f.frame(), q, q);
+    assert!(!out.slow());
+    assert_eq!(
+        out.rec,
+        Rec {
+            frame: f.frame(),
+            expect: q + 8,
+            last_n: q,
+            ord: 0,
+            bias: 5,
+        }
+    );
+}
+
+#[test]
+fn e_next_code_unit_keeps_the_bias() {
+    let f = Fixture::new();
+    let q = f.instr(50);
+    // The previous instruction had a cache: its natural successor is q + 4,
+    // but q + 2 (the next code unit) is straight-line too.
+    f.set_record(straight_line(&f, q, 4));
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 2);
+    assert!(!out.slow());
+    assert_eq!(
+        out.rec,
+        Rec {
+            frame: f.frame(),
+            expect: q + 4,
+            last_n: q + 2,
+            ord: 0,
+            bias: 5,
+        }
+    );
+}
+
+#[test]
+fn f_jumps_move_the_bias() {
+    let f = Fixture::new();
+    let q = f.instr(500);
+    // Backward: bias += (Q + 2 − N) / 2 = 22 / 2.
+    f.set_record(straight_line(&f, q, 2));
+    let n = q - 20;
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, n);
+    assert!(!out.slow());
+    assert_eq!(
+        out.rec,
+        Rec {
+            frame: f.frame(),
+            expect: n + 2,
+            last_n: n,
+            ord: 0,
+            bias: 5 + 11,
+        }
+    );
+    // Forward, not the expected successor: bias += (2 − 40) / 2.
+    f.set_record(straight_line(&f, q, 4));
+    let n = q + 40;
+    let out = f.dispatch_checked(1, f.frame(), q, n);
+    assert_eq!(
+        out.rec,
+        Rec {
+            frame: f.frame(),
+            expect: n + 4,
+            last_n: n,
+            ord: 0,
+            bias: 5 - 19,
+        }
+    );
+    // Negative biases accumulate with the sign intact.
+    f.set_record(Rec {
+        bias: -100,
+        ..straight_line(&f, q, 2)
+    });
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 200);
+    assert_eq!(out.rec.bias, -100 - 99);
+    // A jump to the unit after next (Q + 4, not expected) is a jump too: -1.
+    f.set_record(straight_line(&f, q, 2));
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 4);
+    assert_eq!(out.rec.bias, 5 - 1);
+    // A chain of fast-path jumps, each following the previous one:
+    // (2 + 100) / 2, then R1, then (q0 - 98 + 2 - (q0 + 300)) / 2.
+    f.set_record(Rec {
+        bias: 0,
+        ..straight_line(&f, q, 2)
+    });
+    let mut q = q;
+    for (n, delta) in [(q - 100, 51), (q - 100 + 2, 0), (q + 300, -198)] {
+        let before = f.record().bias;
+        let out = f.dispatch_checked(PLAIN, f.frame(), q, n);
+        assert_eq!(out.rec.bias - before, delta);
+        q = n;
+    }
+    assert_eq!(f.count(10) + f.count(20), 0);
+}
+
+#[test]
+fn g_classify_next_forces_the_next_dispatch_to_the_runtime() {
+    let f = Fixture::new();
+    let q = f.instr(40);
+    f.set_record(straight_line(&f, q, 2));
+    let n = q + 2;
+    let out = f.dispatch(SEND, f.frame(), q, n);
+    assert!(!out.slow(), "SEND itself is dispatched on the fast path");
+    assert_eq!(out.counted, 0);
+    assert_eq!(out.handler_runs, 1);
+    assert_registers_preserved(&out);
+    assert_eq!(
+        (out.rec.frame, out.rec.expect, out.rec.ord, out.rec.bias),
+        (f.frame(), n + 4, 0, 5)
+    );
+    assert_eq!(out.rec.last_n & 1, 1, "last_n must carry the classify mark");
+    // The dispatch after SEND (prev_instr = N now) goes to the runtime, even
+    // to the natural successor.
+    let rec = out.rec;
+    let out = f.dispatch(PLAIN, f.frame(), n, n + 4);
+    assert!(out.slow());
+    assert_eq!(out.runtime_calls, [(10, f.frame(), n + 4)]);
+    assert_eq!(out.counted, 1);
+    assert_eq!(out.rec, rec);
+}
+
+/// SEND's stub must leave `N | 1` in `last_n`, as the runtime does
+/// (`on_dispatch` stores `n_ptr | marker`): `inlined_call_fix` recovers the
+/// last dispatched instruction as `last_n & !1` when SEND enters a generator
+/// frame inline (`DISPATCH_INLINED`).
+#[test]
+fn g_classify_next_keeps_n_in_last_n() {
+    let f = Fixture::new();
+    let q = f.instr(40);
+    f.set_record(straight_line(&f, q, 2));
+    let n = q + 2;
+    let out = f.dispatch_checked(SEND, f.frame(), q, n);
+    assert_eq!(out.rec.last_n, n | 1);
+    assert_eq!(out.rec.last_n & !1, n);
+}
+
+#[test]
+fn h_fast_path_resets_the_ordinal() {
+    let f = Fixture::new();
+    let q = f.instr(60);
+    for (ord, n) in [(1, q + 2), (u64::MAX, q), (0x1234_5678_9abc, q - 8)] {
+        f.set_record(Rec {
+            ord,
+            ..straight_line(&f, q, 2)
+        });
+        let out = f.dispatch_checked(PLAIN, f.frame(), q, n);
+        assert!(!out.slow());
+        assert_eq!(out.rec.ord, 0);
+    }
+    // The slow path leaves it to the runtime.
+    f.set_record(Rec {
+        ord: 9,
+        last_n: 1,
+        ..straight_line(&f, q, 2)
+    });
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 2);
+    assert!(out.slow());
+    assert_eq!(out.rec.ord, 9);
+}
+
+#[test]
+fn i_fast_path_preserves_registers() {
+    let f = Fixture::new();
+    let q = f.instr(70);
+    // Hit, R0, R1 and R3, through different stub shapes.
+    for (stub, n) in [(PLAIN, q + 4), (1, q), (WIDE, q + 2), (PLAIN, q - 30)] {
+        f.set_record(straight_line(&f, q, 4));
+        let out = f.dispatch_checked(stub, f.frame(), q, n);
+        assert!(!out.slow());
+        // Spelled out for the registers the eval loop keeps live.
+        for r in [3usize, 10, 1, 2, 5, 6, 7, 8, 9, 12, 13, 14, 15] {
+            assert_eq!(out.regs_out[r], out.regs_in[r], "register {r}");
+        }
+        assert_eq!(out.regs_out[3], f.frame());
+        assert_eq!(out.regs_out[10], n);
+    }
+    // And so does the slow path.
+    f.set_record(Rec {
+        frame: 0,
+        ..straight_line(&f, q, 2)
+    });
+    let out = f.dispatch_checked(PLAIN, f.frame(), q, q + 2);
+    assert!(out.slow());
+}
+
+/// Raw choices for one dispatch; resolved against a fixture by [`Case::resolve`].
+#[derive(Clone, Debug)]
+struct Case {
+    stub: usize,
+    frame_sel: u8,
+    q_unit: u64,
+    last_sel: u8,
+    last_unit: u64,
+    expect_sel: u8,
+    expect_unit: u64,
+    n_sel: u8,
+    n_unit: u64,
+    ord: u64,
+    bias: i64,
+}
+
+const UNITS: u64 = (CODE_LEN / 2) as u64;
+
+fn case(stubs: std::ops::Range<usize>) -> impl Strategy<Value = Case> {
+    (
+        stubs,
+        0u8..4,
+        0..UNITS,
+        (0u8..6, 0..UNITS),
+        (0u8..5, 0..UNITS),
+        (0u8..6, 0..UNITS),
+        prop_oneof![Just(0u64), any::<u64>()],
+        -1_000_000i64..1_000_000,
+    )
+        .prop_map(
+            |(
+                stub,
+                frame_sel,
+                q_unit,
+                (last_sel, last_unit),
+                (expect_sel, expect_unit),
+                (n_sel, n_unit),
+                ord,
+                bias,
+            )| Case {
+                stub,
+                frame_sel,
+                q_unit,
+                last_sel,
+                last_unit,
+                expect_sel,
+                expect_unit,
+                n_sel,
+                n_unit,
+                ord,
+                bias,
+            },
+        )
+}
+
+impl Case {
+    /// (record, frame register, Q, N); the boundary cases are favoured.
+    fn resolve(&self, f: &Fixture) -> (Rec, u64, u64, u64) {
+        let frame = f.frame();
+        let q = f.instr(self.q_unit);
+        let any = |unit: u64| f.instr(unit);
+        let record_frame = match self.frame_sel {
+            0 => 0,
+            1 => frame + 0x40,
+            _ => frame,
+        };
+        let last_n = match self.last_sel {
+            0 => 1,
+            1 => any(self.last_unit),
+            2 => any(self.last_unit) | 1,
+            _ => q,
+        };
+        let expect = match self.expect_sel {
+            0 => q + 2,
+            1 => q + 4,
+            2 => q + 8,
+            3 => any(self.expect_unit),
+            _ => 0,
+        };
+        let n = match self.n_sel {
+            0 => expect,
+            1 => q,
+            2 => q + 2,
+            3 => q + 4,
+            _ => any(self.n_unit),
+        };
+        let rec = Rec {
+            frame: record_frame,
+            expect,
+            last_n,
+            ord: self.ord,
+            bias: self.bias,
+        };
+        (rec, frame, q, n)
+    }
+}
+
+fn check_case(f: &Fixture, c: &Case) -> Result<(), TestCaseError> {
+    let (rec, frame, q, n) = c.resolve(f);
+    f.set_record(rec);
+    let (expected, slow) = model(rec, frame, q, n, SHAPES[c.stub]);
+    let out = f.dispatch(c.stub, frame, q, n);
+    prop_assert_eq!(out.rec, expected, "q {:#x}, n {:#x}", q, n);
+    prop_assert_eq!(out.slow(), slow);
+    prop_assert_eq!(out.counted, u64::from(slow));
+    prop_assert_eq!(out.handler_runs, 1);
+    if slow {
+        let call = (u64::from(SHAPES[c.stub].opcode), frame, n);
+        prop_assert_eq!(out.runtime_calls.as_slice(), &[call][..]);
+    }
+    for r in (0..16).filter(|r| !SCRATCH.contains(&(*r as u8))) {
+        prop_assert_eq!(out.regs_out[r], out.regs_in[r], "register {}", r);
+    }
+    Ok(())
+}
+
+/// One step of a dispatch sequence in one frame: which stub, where the
+/// handler went next, and whether something else moved `prev_instr`.
+#[derive(Clone, Debug)]
+struct Step {
+    stub: usize,
+    next_sel: u8,
+    next_unit: u64,
+    moved: Option<u64>,
+}
+
+fn step(stubs: std::ops::Range<usize>) -> impl Strategy<Value = Step> {
+    (
+        stubs,
+        0u8..5,
+        0..UNITS - 8,
+        prop::option::weighted(0.1, 0..UNITS - 8),
+    )
+        .prop_map(|(stub, next_sel, next_unit, moved)| Step {
+            stub,
+            next_sel,
+            next_unit,
+            moved,
+        })
+}
+
+/// Runs `steps` in one frame: `prev_instr` is the previous N unless a step
+/// moves it, as the handlers of 3.12 set it.
+fn check_sequence(f: &Fixture, start: u64, steps: &[Step]) -> Result<(), TestCaseError> {
+    let frame = f.frame();
+    let mut q = f.instr(start);
+    f.set_record(Rec {
+        frame,
+        expect: q + 2,
+        last_n: q,
+        ord: 1,
+        bias: 0,
+    });
+    let mut expect_natural = q + 2;
+    for s in steps {
+        if let Some(unit) = s.moved {
+            q = f.instr(unit);
+        }
+        let n = match s.next_sel {
+            0 | 1 => expect_natural,
+            2 => q,
+            3 => q + 2,
+            _ => f.instr(s.next_unit),
+        };
+        let n = n.min(f.instr(UNITS - 8));
+        let before = f.record();
+        let (expected, slow) = model(before, frame, q, n, SHAPES[s.stub]);
+        let out = f.dispatch(s.stub, frame, q, n);
+        prop_assert_eq!(out.rec, expected, "step {:?}, q {:#x}, n {:#x}", s, q, n);
+        prop_assert_eq!(out.slow(), slow);
+        prop_assert_eq!(out.counted, u64::from(slow));
+        if slow {
+            // Stand in for the runtime: it resynchronises the record.
+            f.set_record(Rec {
+                frame,
+                expect: n + u64::from(SHAPES[s.stub].width),
+                last_n: n,
+                ord: 0,
+                bias: before.bias,
+            });
+        }
+        q = n;
+        expect_natural = n + u64::from(SHAPES[s.stub].width);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn stub_matches_model(c in case(0..SEND)) {
+        let f = Fixture::new();
+        check_case(&f, &c)?;
+    }
+
+    #[test]
+    fn dispatch_sequences_match_model(
+        start in 8..UNITS - 8,
+        steps in prop::collection::vec(step(0..SEND), 1..40),
+    ) {
+        let f = Fixture::new();
+        check_sequence(&f, start, &steps)?;
+    }
+}
+
+proptest! {
+    // Every stub shape, the SEND (`classify_next`) one included.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Includes the SEND stub (`classify_next`); see `g_classify_next_keeps_n_in_last_n`.
+    #[test]
+    fn all_stubs_match_model(c in case(0..SHAPES.len())) {
+        let f = Fixture::new();
+        check_case(&f, &c)?;
+    }
+
+    #[test]
+    fn all_stub_sequences_match_model(
+        start in 8..UNITS - 8,
+        steps in prop::collection::vec(step(0..SHAPES.len()), 1..40),
+    ) {
+        let f = Fixture::new();
+        check_sequence(&f, start, &steps)?;
+    }
+}
