@@ -17,7 +17,7 @@
 pub const MAGIC: [u8; 8] = *b"RETRACE1";
 
 /// Bumped whenever the layout of [`Descriptor`] changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// File name of the runtime library added as `DT_NEEDED`.
 pub const RUNTIME_SONAME: &str = "libretrace_rt.so";
@@ -264,7 +264,29 @@ pub struct HotFrame {
     pub ord: core::sync::atomic::AtomicU64,
     /// Coordinate bias in code units (§4.2).
     pub bias: core::sync::atomic::AtomicI64,
+    /// For a record on a thread's record stack: the record whose ordinal this frame
+    /// bumps when it stops running (its parent slot).
+    pub parent: core::sync::atomic::AtomicU64,
+    /// [`HOT_PENDING`], [`HOT_GEN`], [`HOT_GEN_IDLE`].
+    pub flags: core::sync::atomic::AtomicU64,
+    /// For a generator's activation marker on a record stack ([`HOT_GEN`]): the
+    /// generator frame's own (persistent) record.
+    pub persistent: core::sync::atomic::AtomicU64,
 }
+
+/// [`HotFrame::flags`]: the record was pushed by the `start_frame` fast path and the
+/// runtime has not adopted it yet; the `_PyEvalFrameClearAndPop` fast path may pop it.
+pub const HOT_PENDING: u64 = 1;
+/// [`HotFrame::flags`] of a record-stack entry: it marks the activation of a
+/// generator frame whose record is `persistent`.
+pub const HOT_GEN: u64 = 2;
+/// [`HotFrame::flags`] of a generator frame's own record: suspended and not
+/// transparent, so the `start_frame` fast path may resume it inline.
+pub const HOT_GEN_IDLE: u64 = 4;
+
+/// Entries of the runtime's generator table (direct-mapped: frame address →
+/// record), indexed by `(frame >> 4) & (GEN_TABLE_SIZE - 1)`.
+pub const GEN_TABLE_SIZE: usize = 4096;
 
 /// Byte offsets of [`HotFrame`] fields, for the stubs.
 pub mod hot {
@@ -275,6 +297,11 @@ pub mod hot {
     pub const LAST_N: usize = offset_of!(HotFrame, last_n);
     pub const ORD: usize = offset_of!(HotFrame, ord);
     pub const BIAS: usize = offset_of!(HotFrame, bias);
+    pub const PARENT: usize = offset_of!(HotFrame, parent);
+    pub const FLAGS: usize = offset_of!(HotFrame, flags);
+    pub const PERSISTENT: usize = offset_of!(HotFrame, persistent);
+    /// Records are 64 bytes apart on a record stack.
+    pub const SIZE: usize = core::mem::size_of::<HotFrame>();
 }
 
 /// The descriptor at the start of `.retrace.data`.
@@ -300,6 +327,22 @@ pub struct Descriptor {
     /// of the frame executing on the thread of the last boundary. A record whose `frame`
     /// is 0 never matches, which sends every dispatch to the runtime.
     pub cur_record: u64,
+    /// *runtime*: the record of the frame whose ordinal the next activation on the last
+    /// boundary's thread adopts as parent (`T.slot`), when that thread is not in
+    /// transparent mode; a record whose `frame` is 0 otherwise.
+    pub slot_record: u64,
+    /// *runtime*: top record of the last boundary's thread's record stack (its base
+    /// sentinel when empty), and the highest record address the stack may use.
+    pub stack_top: u64,
+    pub stack_limit: u64,
+    /// *runtime and fast paths*: the frame the `_PyEvalFrameClearAndPop` fast path
+    /// popped last, so that the `_PyThreadState_PopFrame` call inside it is known to
+    /// be a no-op.
+    pub last_popped: u64,
+    /// *runtime*: address of the generator table, `GEN_TABLE_SIZE` pairs
+    /// `(frame, record)`; a pair whose frame does not match means "not known".
+    pub gen_table: u64,
+    pub reserved_hot2: [u64; 3],
     /// Number of dispatches that took a stub's slow path, per opcode.
     pub dispatch_counts: [u64; 256],
     pub py_version_hex: u32,
@@ -339,6 +382,12 @@ impl Descriptor {
             rt_hook: 0,
             last_tstate: 0,
             cur_record: 0,
+            slot_record: 0,
+            stack_top: 0,
+            stack_limit: 0,
+            last_popped: 0,
+            gen_table: 0,
+            reserved_hot2: [0; 3],
             dispatch_counts: [0; 256],
             py_version_hex: 0,
             hook_count: 0,
@@ -389,6 +438,11 @@ pub mod field {
     pub const RT_HOOK: usize = offset_of!(Descriptor, rt_hook);
     pub const LAST_TSTATE: usize = offset_of!(Descriptor, last_tstate);
     pub const CUR_RECORD: usize = offset_of!(Descriptor, cur_record);
+    pub const SLOT_RECORD: usize = offset_of!(Descriptor, slot_record);
+    pub const STACK_TOP: usize = offset_of!(Descriptor, stack_top);
+    pub const STACK_LIMIT: usize = offset_of!(Descriptor, stack_limit);
+    pub const LAST_POPPED: usize = offset_of!(Descriptor, last_popped);
+    pub const GEN_TABLE: usize = offset_of!(Descriptor, gen_table);
     pub const DISPATCH_COUNTS: usize = offset_of!(Descriptor, dispatch_counts);
     pub const DETOURS: usize = offset_of!(Descriptor, detours);
     pub const DETOUR_TARGETS: usize = offset_of!(Descriptor, detour_targets);
@@ -403,8 +457,10 @@ mod tests {
     const _: () = assert!(field::LAST_TSTATE + 8 <= 64);
 
     #[test]
-    fn dispatch_counts_follow_the_hot_line() {
-        assert_eq!(field::DISPATCH_COUNTS, 64);
+    fn dispatch_counts_follow_the_two_hot_lines() {
+        // Line 1: what every dispatch stub reads; line 2: what the hook fast paths use.
+        assert_eq!(field::SLOT_RECORD, 64);
+        assert_eq!(field::DISPATCH_COUNTS, 128);
     }
 
     #[test]
@@ -436,7 +492,8 @@ mod tests {
             offset_of!(Offsets, reserved),
             offset_of!(Offsets, interp_threads_head) + 4
         );
-        assert_eq!(size_of::<HotFrame>(), 40);
+        assert_eq!(size_of::<HotFrame>(), 64);
+        assert_eq!((hot::PARENT, hot::FLAGS), (40, 48));
         assert_eq!(
             (hot::FRAME, hot::EXPECT, hot::LAST_N, hot::ORD, hot::BIAS),
             (0, 8, 16, 24, 32)

@@ -27,13 +27,14 @@
 
 use crate::descriptor::LiveDescriptor;
 use crate::engine::jumps::{infer_dispatch, OpcodeTables};
-use crate::engine::{Engine, FrameKey, FrameView, ThreadKey, ROOT_SPACE};
+use crate::engine::{Engine, FrameKey, FrameView, Slot, ThreadKey, ROOT_SPACE};
 use crate::hasher::PtrMap;
 use crate::ids;
 use crate::location::{Layout, Memory};
 use crate::mixing::DEFAULT_MIXER;
 use retrace_abi::{
-    HookKind, HotFrame, Offsets, SavedRegisters, ABSENT, OPCODE_SEND, OPCODE_SUPERINSTRUCTION,
+    field, HookKind, HotFrame, Offsets, SavedRegisters, ABSENT, GEN_TABLE_SIZE, HOT_GEN,
+    HOT_GEN_IDLE, OPCODE_SEND, OPCODE_SUPERINSTRUCTION,
 };
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
@@ -61,7 +62,129 @@ pub static NO_RECORD: HotFrame = HotFrame {
     last_n: AtomicU64::new(1),
     ord: AtomicU64::new(0),
     bias: AtomicI64::new(0),
+    parent: AtomicU64::new(0),
+    flags: AtomicU64::new(0),
+    persistent: AtomicU64::new(0),
 };
+
+/// Records per thread record stack (the `start_frame` fast path falls back
+/// to the runtime when a thread's stack is full).
+const STACK_RECORDS: usize = 1024;
+
+/// The descriptor words the runtime publishes for the stubs and hook fast
+/// paths, all describing the thread of the last boundary.
+struct Words {
+    cur_record: &'static AtomicU64,
+    slot_record: &'static AtomicU64,
+    stack_top: &'static AtomicU64,
+    stack_limit: &'static AtomicU64,
+    last_tstate: &'static AtomicU64,
+}
+
+impl Words {
+    fn of(d: &LiveDescriptor) -> Words {
+        Words {
+            cur_record: d.static_word(field::CUR_RECORD),
+            slot_record: d.static_word(field::SLOT_RECORD),
+            stack_top: d.static_word(field::STACK_TOP),
+            stack_limit: d.static_word(field::STACK_LIMIT),
+            last_tstate: d.static_word(field::LAST_TSTATE),
+        }
+    }
+}
+
+fn record_address(hot: &HotFrame) -> u64 {
+    hot as *const HotFrame as u64
+}
+
+/// The generator table the `start_frame` fast path resumes generators from:
+/// direct-mapped `frame → record`, `GEN_TABLE_SIZE` entries. A frame whose
+/// slot holds another frame is simply not found (the runtime resumes it).
+struct GenTable {
+    entries: &'static [[AtomicU64; 2]],
+}
+
+impl GenTable {
+    fn new() -> GenTable {
+        GenTable {
+            entries: Box::leak(
+                (0..GEN_TABLE_SIZE)
+                    .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                    .collect::<Box<[_]>>(),
+            ),
+        }
+    }
+
+    fn address(&self) -> u64 {
+        self.entries.as_ptr() as u64
+    }
+
+    fn slot(&self, frame: FrameKey) -> Option<&[AtomicU64; 2]> {
+        self.entries
+            .get(usize::try_from(frame.0 >> 4).ok()? & (GEN_TABLE_SIZE - 1))
+    }
+
+    fn insert(&self, frame: FrameKey, record: &HotFrame) {
+        if let Some([f, r]) = self.slot(frame) {
+            f.store(0, Relaxed);
+            r.store(record_address(record), Relaxed);
+            f.store(frame.0, Relaxed);
+        }
+    }
+
+    fn remove(&self, frame: FrameKey) {
+        if let Some([f, _]) = self.slot(frame) {
+            if f.load(Relaxed) == frame.0 {
+                f.store(0, Relaxed);
+            }
+        }
+    }
+}
+
+/// One thread's record stack: records the `start_frame` fast path pushes
+/// for inlined calls, contiguous from a sentinel at `base`.
+struct ThreadStack {
+    records: &'static [HotFrame],
+    /// Top record while the thread is not the published one (the
+    /// descriptor's `stack_top` is authoritative while it is).
+    top: u64,
+    /// Highest record the runtime has adopted (`base` when none).
+    adopted: u64,
+}
+
+impl ThreadStack {
+    fn new() -> ThreadStack {
+        let records: &'static [HotFrame] = Box::leak(
+            (0..STACK_RECORDS)
+                .map(|_| HotFrame::default())
+                .collect::<Box<[_]>>(),
+        );
+        let base = records.first().map_or(0, record_address);
+        ThreadStack {
+            records,
+            top: base,
+            adopted: base,
+        }
+    }
+
+    fn base(&self) -> u64 {
+        self.records.first().map_or(0, record_address)
+    }
+
+    fn limit(&self) -> u64 {
+        self.records.last().map_or(0, record_address)
+    }
+
+    /// The record at `address`, if it is one of this stack's.
+    fn record(&self, address: u64) -> Option<&'static HotFrame> {
+        let offset = address.checked_sub(self.base())?;
+        let size = std::mem::size_of::<HotFrame>() as u64;
+        if offset % size != 0 {
+            return None;
+        }
+        self.records.get(usize::try_from(offset / size).ok()?)
+    }
+}
 
 /// `_PyInterpreterFrame.owner` values (3.12).
 const OWNED_BY_GENERATOR: u64 = 1;
@@ -227,6 +350,14 @@ pub struct Coords {
     next_space: u32,
     /// Whether the stubs may take their fast path (off with `RETRACE_SLOW_PATH=1`).
     publish: bool,
+    words: Words,
+    /// Record stacks by thread state.
+    stacks: PtrMap<ThreadStack>,
+    /// Generators the `start_frame` fast path may resume.
+    gens: GenTable,
+    /// Generator frames resumed by the fast path and adopted since: their
+    /// activation marker on the thread's record stack.
+    markers: PtrMap<u64>,
     /// Dispatches of frames the engine never saw activated.
     pub untracked_dispatches: u64,
 }
@@ -258,6 +389,10 @@ impl Coords {
         if let Some(send) = send {
             tables = tables.with_send(send);
         }
+        let gens = GenTable::new();
+        descriptor
+            .static_word(field::GEN_TABLE)
+            .store(gens.address(), Relaxed);
         Some(Coords {
             engine: Engine::new(DEFAULT_MIXER),
             tables,
@@ -270,6 +405,10 @@ impl Coords {
             root_seed: ids::root_seed(DEFAULT_MIXER, seed),
             next_space: 2,
             publish,
+            words: Words::of(descriptor),
+            stacks: PtrMap::default(),
+            gens,
+            markers: PtrMap::default(),
             untracked_dispatches: 0,
         })
     }
@@ -308,23 +447,206 @@ impl Coords {
     }
 
     /// Points the stubs at `frame`'s record when `tstate` ran the last boundary.
-    fn publish_for(&self, descriptor: &LiveDescriptor, tstate: u64, frame: Option<FrameKey>) {
+    fn publish_for(&self, _descriptor: &LiveDescriptor, tstate: u64, frame: Option<FrameKey>) {
         if tstate != self.last_thread {
             return;
         }
         let record = match (self.publish, frame.and_then(|f| self.hot(f))) {
-            (true, Some(hot)) => hot as *const HotFrame as u64,
-            _ => &NO_RECORD as *const HotFrame as u64,
+            (true, Some(hot)) => record_address(hot),
+            _ => record_address(&NO_RECORD),
         };
-        descriptor.set_cur_record(record);
+        self.words.cur_record.store(record, Relaxed);
+        self.publish_slot(tstate);
     }
 
-    /// Forgets `frame`, unpublishing its record if the stubs use it.
-    fn forget(&mut self, descriptor: &LiveDescriptor, frame: FrameKey) {
-        if let Some(hot) = self.engine.forget_frame(frame) {
-            if descriptor.cur_record() == hot as *const HotFrame as u64 {
-                descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
+    /// Publishes `slot_record` for `tstate` (the thread of the last
+    /// boundary): the record holding `T.slot` when it is a frame's ordinal
+    /// and `T` is not in transparent mode, else [`NO_RECORD`].
+    fn publish_slot(&self, tstate: u64) {
+        let holder = self
+            .engine
+            .thread(ThreadKey(tstate))
+            .filter(|t| !t.tmode && self.publish)
+            .and_then(|t| match t.slot {
+                Some(Slot::FrameOrd(f)) => self.hot(f),
+                _ => None,
+            });
+        self.words.slot_record.store(
+            holder.map_or(record_address(&NO_RECORD), record_address),
+            Relaxed,
+        );
+    }
+
+    /// The current top of `tstate`'s record stack.
+    fn stack_top(&self, tstate: u64) -> Option<u64> {
+        let stack = self.stacks.get(&tstate)?;
+        Some(if tstate == self.last_thread {
+            self.words.stack_top.load(Relaxed)
+        } else {
+            stack.top
+        })
+    }
+
+    /// Makes `tstate` the thread of the last boundary (§7 `last_thread`):
+    /// its record stack becomes the published one.
+    fn switch_to(&mut self, tstate: u64) {
+        if tstate == self.last_thread {
+            return;
+        }
+        let previous_top = self.words.stack_top.load(Relaxed);
+        if let Some(old) = self.stacks.get_mut(&self.last_thread) {
+            old.top = previous_top;
+        }
+        self.last_thread = tstate;
+        self.words.last_tstate.store(tstate, Relaxed);
+        let stack = self.stacks.entry(tstate).or_insert_with(ThreadStack::new);
+        let (top, limit) = (stack.top, stack.limit());
+        self.words.stack_top.store(top, Relaxed);
+        self.words
+            .stack_limit
+            .store(if self.publish { limit } else { 0 }, Relaxed);
+        self.words
+            .cur_record
+            .store(record_address(&NO_RECORD), Relaxed);
+        self.publish_slot(tstate);
+    }
+
+    /// Adopts the activations the `start_frame` fast path made on `tstate`
+    /// since the runtime last ran for it (see `trampolines::hook_fast`).
+    /// Every runtime entry does this first, so the engine sees every frame.
+    fn adopt(&mut self, tstate: u64) {
+        let Some(top) = self.stack_top(tstate) else {
+            return;
+        };
+        let Some(stack) = self.stacks.get(&tstate) else {
+            return;
+        };
+        let size = std::mem::size_of::<HotFrame>() as u64;
+        let mut at = stack.adopted;
+        let mut pending = Vec::new();
+        while at < top {
+            at += size;
+            if let Some(rec) = stack.record(at) {
+                pending.push(rec);
             }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let thread = self.ensure_thread(tstate, &InterpreterMemory);
+        for rec in pending {
+            let frame = FrameKey(rec.frame.load(Relaxed));
+            let parent_address = rec.parent.load(Relaxed);
+            // SAFETY: `parent` is a record address the fast path copied from
+            // `slot_record`: a pool record or a stack record, both live for
+            // the whole process (never freed, only recycled).
+            let parent = unsafe { &*(parent_address as usize as *const HotFrame) };
+            let parent = FrameKey(parent.frame.load(Relaxed));
+            if rec.flags.load(Relaxed) & HOT_GEN != 0 {
+                // A generator resumed inline: its own record is the engine's.
+                let _ = self.engine.adopt_resumed(thread, frame, parent);
+                self.markers.insert(frame.0, record_address(rec));
+                rec.flags.store(HOT_GEN, Relaxed);
+            } else {
+                let _ = self.engine.adopt_pending(thread, frame, rec, parent);
+                rec.flags.store(0, Relaxed);
+            }
+        }
+        if let Some(stack) = self.stacks.get_mut(&tstate) {
+            stack.adopted = top;
+        }
+    }
+
+    /// Pops the activation marker of the generator frame `frame` from
+    /// `tstate`'s record stack, if the fast path resumed it and the runtime
+    /// adopted that.
+    fn pop_marker(&mut self, tstate: u64, frame: FrameKey) {
+        let Some(marker) = self.markers.remove(&frame.0) else {
+            return;
+        };
+        let size = std::mem::size_of::<HotFrame>() as u64;
+        let published = tstate == self.last_thread;
+        let top = match self.stack_top(tstate) {
+            Some(t) => t,
+            None => return,
+        };
+        let Some(stack) = self.stacks.get_mut(&tstate) else {
+            return;
+        };
+        if top != marker {
+            return;
+        }
+        if let Some(rec) = stack.record(marker) {
+            rec.frame.store(0, Relaxed);
+            rec.flags.store(0, Relaxed);
+        }
+        stack.adopted = stack.adopted.min(marker - size);
+        if published {
+            self.words.stack_top.store(marker - size, Relaxed);
+        } else {
+            stack.top = marker - size;
+        }
+    }
+
+    /// `frame` stops running on `tstate` (§5.3): the engine's deactivation,
+    /// plus the fast paths' bookkeeping: an adopted generator marker is
+    /// popped, and a suspended non-transparent generator becomes resumable
+    /// by the fast path again.
+    fn deactivate(&mut self, tstate: u64, thread: ThreadKey, frame: FrameKey, suspended: bool) {
+        let _ = self.engine.deactivate(thread, frame);
+        self.pop_marker(tstate, frame);
+        if let Some(f) = self.engine.frame(frame) {
+            if suspended && !f.transparent && f.space.is_none() {
+                f.hot.flags.fetch_or(HOT_GEN_IDLE, Relaxed);
+            }
+        }
+    }
+
+    /// Forgets `frame`, unpublishing its record if the stubs use it; a
+    /// stack record (necessarily its stack's top) is popped.
+    fn forget(&mut self, _descriptor: &LiveDescriptor, tstate: u64, frame: FrameKey) {
+        self.gens.remove(frame);
+        self.pop_marker(tstate, frame);
+        let Some((hot, stacked)) = self.engine.forget_frame(frame) else {
+            return;
+        };
+        hot.flags.store(0, Relaxed);
+        let address = record_address(hot);
+        if self.words.cur_record.load(Relaxed) == address {
+            self.words
+                .cur_record
+                .store(record_address(&NO_RECORD), Relaxed);
+        }
+        if self.words.slot_record.load(Relaxed) == address {
+            self.words
+                .slot_record
+                .store(record_address(&NO_RECORD), Relaxed);
+        }
+        if !stacked {
+            return;
+        }
+        hot.frame.store(0, Relaxed);
+        let size = std::mem::size_of::<HotFrame>() as u64;
+        let below = address - size;
+        let published = tstate == self.last_thread;
+        let Some(stack) = self.stacks.get_mut(&tstate) else {
+            return;
+        };
+        let top = if published {
+            self.words.stack_top.load(Relaxed)
+        } else {
+            stack.top
+        };
+        if top != address {
+            // Not the top: a frame above it outlived it, which the fast
+            // paths never produce; keep the stack as it is.
+            return;
+        }
+        stack.adopted = stack.adopted.min(below);
+        if published {
+            self.words.stack_top.store(below, Relaxed);
+        } else {
+            stack.top = below;
         }
     }
 
@@ -347,7 +669,8 @@ impl Coords {
         };
         let thread = self.ensure_thread(tstate, &memory);
         let frame = FrameKey(frame);
-        self.last_thread = tstate;
+        self.switch_to(tstate);
+        self.adopt(tstate);
         if self.engine.frame(frame).is_none() {
             // The entry frame's INTERPRETER_EXIT (never activated, §5.1), or a
             // frame the hooks missed: an invisible boundary either way.
@@ -355,7 +678,9 @@ impl Coords {
                 self.untracked_dispatches += 1;
             }
             let _ = thread;
-            descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
+            self.words
+                .cur_record
+                .store(record_address(&NO_RECORD), Relaxed);
             return;
         }
         let view = live(self.offsets, &memory);
@@ -405,7 +730,18 @@ impl Coords {
                 .and_then(|i| regs.gpr.get(i))
                 .copied()
         };
-        let loop_tstate = || self.layout.tstate.read(regs, stack).filter(|&t| t != 0);
+        let layout = self.layout;
+        let loop_tstate = || layout.tstate.read(regs, stack).filter(|&t| t != 0);
+        let hook_tstate = match kind {
+            HookKind::EvalEntry | HookKind::FrameClearAndPop | HookKind::ThreadStatePopFrame => {
+                regs.gpr[RDI]
+            }
+            HookKind::FrameCopy => self.last_thread,
+            _ => loop_tstate().unwrap_or(0),
+        };
+        if hook_tstate != 0 {
+            self.adopt(hook_tstate);
+        }
         match kind {
             HookKind::EvalEntry => {
                 let (tstate, frame) = (regs.gpr[RDI], regs.gpr[RSI]);
@@ -441,9 +777,9 @@ impl Coords {
                 let (tstate, frame) = (regs.gpr[RDI], FrameKey(regs.gpr[RSI]));
                 if tstate != 0 {
                     let thread = self.ensure_thread(tstate, &memory);
-                    let _ = self.engine.deactivate(thread, frame);
+                    self.deactivate(tstate, thread, frame, false);
                     let caller = live(self.offsets, &memory).previous(frame);
-                    self.forget(descriptor, frame);
+                    self.forget(descriptor, tstate, frame);
                     self.publish_for(descriptor, tstate, caller);
                 }
             }
@@ -456,7 +792,13 @@ impl Coords {
                 }
                 let thread = ThreadKey(self.last_thread);
                 if self.engine.thread(thread).is_some() {
-                    let _ = self.engine.init_frame(thread, dest);
+                    if let Ok(hot) = self.engine.init_frame(thread, dest) {
+                        let transparent = self.engine.frame(dest).is_some_and(|f| f.transparent);
+                        if !transparent {
+                            hot.flags.store(HOT_GEN_IDLE, Relaxed);
+                            self.gens.insert(dest, hot);
+                        }
+                    }
                 }
             }
         }
@@ -479,6 +821,10 @@ impl Coords {
             let _ = self.engine.init_frame(thread, frame);
         }
         let _ = self.engine.activate(thread, frame);
+        if let Some(f) = self.engine.frame(frame) {
+            // Running: the fast path must not resume it again.
+            f.hot.flags.fetch_and(!HOT_GEN_IDLE, Relaxed);
+        }
         if let Some(hot) = self.hot(frame) {
             // The first dispatch (prev_instr + 1) is then straight-line.
             let prev = view.prev_instr(frame);
@@ -564,7 +910,8 @@ impl Coords {
             return;
         }
         let thread = self.ensure_thread(tstate, memory);
-        let _ = self.engine.deactivate(thread, old);
+        let suspended = view.is_generator(old);
+        self.deactivate(tstate, thread, old, suspended);
         self.publish_for(descriptor, tstate, Some(FrameKey(new)));
     }
 
@@ -573,7 +920,9 @@ impl Coords {
         if tstate == 0 {
             return Err(ApiError::UnknownThread);
         }
-        Ok(self.ensure_thread(tstate, &InterpreterMemory))
+        let key = self.ensure_thread(tstate, &InterpreterMemory);
+        self.adopt(tstate);
+        Ok(key)
     }
 
     /// The live thread state of the caller's interpreter whose Retrace id
@@ -594,6 +943,7 @@ impl Coords {
             steps += 1;
             let key = self.ensure_thread(ts, &memory);
             if self.engine.thread(key).map(|t| t.tid) == Some(tid) {
+                self.adopt(ts);
                 return Ok(key);
             }
             ts = memory
@@ -636,6 +986,7 @@ impl Coords {
 
     pub fn location_hash(&mut self, caller: u64, space: u32) -> Result<Option<u64>, ApiError> {
         let me = self.current(caller)?;
+
         let view = live(self.offsets, &InterpreterMemory);
         self.engine
             .location_hash(&view, me, space)
@@ -666,14 +1017,23 @@ impl Coords {
             memory: &memory,
             executing: None,
         };
-        self.engine
+        let entered = self
+            .engine
             .enter(&view, me, space)
-            .map_err(|_| ApiError::UnknownThread)
+            .map_err(|_| ApiError::UnknownThread);
+        if caller == self.last_thread {
+            self.publish_slot(caller);
+        }
+        entered
     }
 
     pub fn leave_space(&mut self, caller: u64) -> Result<(), ApiError> {
         let me = self.current(caller)?;
-        self.engine.leave(me).map_err(|_| ApiError::Unbalanced)
+        let left = self.engine.leave(me).map_err(|_| ApiError::Unbalanced);
+        if caller == self.last_thread {
+            self.publish_slot(caller);
+        }
+        left
     }
 
     pub fn current_thread_id(&mut self, caller: u64) -> Option<u64> {

@@ -230,6 +230,14 @@ impl LiveDescriptor {
         unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
     }
 
+    /// A runtime-written word of the descriptor, for the rest of the process.
+    pub fn static_word(&self, offset: usize) -> &'static AtomicU64 {
+        // SAFETY: as for `word`; the descriptor is never unmapped or freed
+        // (a loaded library's segment, or a leaked allocation), so the
+        // reference is valid for 'static.
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
+    }
+
     /// Publishes the two runtime entry points (before any flag enables them).
     pub fn set_entry_points(&self, rt_dispatch: u64, rt_hook: u64) {
         self.word(field::RT_DISPATCH)

@@ -17,7 +17,7 @@ use crate::coords::{Coords, NO_RECORD};
 use crate::descriptor::LiveDescriptor;
 use crate::events::ALL_KINDS;
 use crate::location::{LiveStack, Memory};
-use retrace_abi::{HookKind, HotFrame, SavedRegisters};
+use retrace_abi::{field, HookKind, HotFrame, SavedRegisters};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -54,7 +54,16 @@ impl Runtime {
     /// runtime (no stub fast path); `seed` is the root seed (§9.4).
     pub fn new(descriptor: LiveDescriptor, slow_path: bool, seed: &[u8]) -> Runtime {
         let coords = Coords::new(&descriptor, !slow_path, seed).map(Mutex::new);
-        descriptor.set_cur_record(&NO_RECORD as *const HotFrame as u64);
+        // Every record pointer the stubs and hook fast paths dereference must
+        // be valid before the first dispatch: NO_RECORD matches no frame.
+        let none = &NO_RECORD as *const HotFrame as u64;
+        descriptor.set_cur_record(none);
+        for word in [field::SLOT_RECORD, field::STACK_TOP] {
+            descriptor.static_word(word).store(none, Ordering::Relaxed);
+        }
+        descriptor
+            .static_word(field::STACK_LIMIT)
+            .store(0, Ordering::Relaxed);
         Runtime {
             descriptor,
             counters: Counters::default(),

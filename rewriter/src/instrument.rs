@@ -141,6 +141,7 @@ pub fn instrument(
             displaced: h.site.point.bytes.clone(),
             enable_bit: h.kind as u32,
             flags_live: h.flags_live,
+            fast: h.fast,
         })
         .collect();
     let flags_live = analysis.registers.as_ref().is_some_and(|r| r.flags_live);

@@ -12,7 +12,7 @@ use symbols::{
     Analysis, DetourKind, DetourSite, FunctionRole, Gpr, HookKind, HookSite, Location, OpcodeMeta,
     OpcodeTable,
 };
-use trampolines::DispatchRegisters;
+use trampolines::{DispatchRegisters, HookFast};
 
 /// One table slot to redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct PlannedHook {
     /// Register number the runtime reads (frame or new current frame), or 0.
     pub arg: u32,
     pub flags_live: bool,
+    /// The inline fast path of the trampoline (common call and return).
+    pub fast: Option<HookFast>,
 }
 
 /// One function entry to detour; its index is its slot in the descriptor.
@@ -194,6 +196,48 @@ fn dispatch_registers(analysis: &Analysis) -> Result<DispatchRegisters, PlanErro
     })
 }
 
+/// The inline fast path for a hook of `kind` whose runtime argument is in
+/// register `arg` (see `trampolines::hook_fast`), when the analysis knows
+/// everything it needs.
+fn hook_fast_path(analysis: &Analysis, kind: RtHook, arg: u32) -> Option<HookFast> {
+    let frame_field = |name: &str| {
+        analysis
+            .offsets
+            .offset("_PyInterpreterFrame", name)
+            .and_then(|v| i32::try_from(v).ok())
+    };
+    match kind {
+        RtHook::StartFrame => Some(HookFast::StartFrame {
+            frame: u8::try_from(arg).ok().filter(|&r| r < 16)?,
+            previous: frame_field("previous")?,
+            prev_instr: frame_field("prev_instr")?,
+            owner: frame_field("owner")?,
+        }),
+        // (tstate, frame) in (rdi, rsi) at the function entry.
+        RtHook::FrameClearAndPop => Some(HookFast::ClearAndPop),
+        RtHook::ThreadStatePopFrame => Some(HookFast::PopFrame),
+        RtHook::CurrentFrameStore if arg != NO_REGISTER => {
+            let new = u8::try_from(arg).ok().filter(|&r| r < 16 && r != 4)?;
+            let field = |s: &str, f: &str| {
+                analysis
+                    .offsets
+                    .offset(s, f)
+                    .and_then(|v| i32::try_from(v).ok())
+            };
+            match analysis.registers.as_ref()?.tstate {
+                Location::Stack(off) => Some(HookFast::CurrentFrameStore {
+                    new,
+                    tstate_offset: off,
+                    cframe: field("_ts", "cframe")?,
+                    current_frame: field("_PyCFrame", "current_frame")?,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Build the plan for an instrumentable analysis.
 pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
     let table = analysis.table.as_ref().ok_or(PlanError::NoTable)?;
@@ -264,6 +308,7 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
             kind,
             arg,
             flags_live: site.point.flags_live,
+            fast: hook_fast_path(analysis, kind, arg),
         });
     }
     let detours = plan_detours(analysis)?;

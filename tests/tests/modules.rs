@@ -66,7 +66,8 @@ fn frame_hooks_see_every_inlined_call() {
     let out = run_ok(
         &inst.launcher,
         &[script.to_str().unwrap()],
-        &[("RETRACE_HOOKS", "1")],
+        // No fast path: every hook event reaches the runtime and is counted.
+        &[("RETRACE_SLOW_PATH", "1")],
         None,
     );
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -79,6 +80,18 @@ fn frame_hooks_see_every_inlined_call() {
         v["live_before"], v["live_after"],
         "side table leaks frames: {out}"
     );
+}
+
+#[test]
+fn plain_calls_and_returns_stay_inline() {
+    // With the fast paths, the same 1000 extra inlined calls and returns
+    // reach the runtime not once (trampolines::hook_fast).
+    let inst = instrumented_312();
+    let script = scripts_dir().join("hook_events.py");
+    let out = run_ok(&inst.launcher, &[script.to_str().unwrap()], &[], None);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let extra = v["extra"].as_object().expect("object");
+    assert!(extra.values().all(|n| n == 0), "{out}");
 }
 
 #[test]

@@ -28,8 +28,13 @@
 //!
 //! Where the flags are dead (function entries) the gate is just
 //! `test; jz skip` around the call, and no `pushfq`/`popfq` is paid.
+//!
+//! Frame-link hooks may start with an inline fast path (see `hook_fast`)
+//! that handles the common call and return and jumps straight to the
+//! displaced instructions.
 
 use crate::error::CodegenError;
+use crate::hook_fast::{emit_fast, HookFast, HookWords};
 use crate::relocate::reencode;
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 
@@ -53,6 +58,7 @@ pub fn emit_hook(
     displaced: &[u8],
     hooks_enabled_word: usize,
     common: dynasmrt::DynamicLabel,
+    fast: Option<(HookFast, &HookWords)>,
 ) -> Result<EmittedHook, CodegenError> {
     if displaced.len() < 5 {
         return Err(CodegenError::HookTooShort {
@@ -63,6 +69,10 @@ pub fn emit_hook(
     let start = a.offset().0;
     let mask = 1i32 << enable_bit;
     let idx = index as i32;
+    let done = a.new_dynamic_label();
+    if let Some((fast, words)) = fast {
+        emit_fast(a, fast, flags_live, words, done);
+    }
     if flags_live {
         dynasm!(a
             ; .arch x64
@@ -92,6 +102,7 @@ pub fn emit_hook(
             ; skip:
         );
     }
+    dynasm!(a ; .arch x64 ; =>done);
     let displaced_start = a.offset().0;
     let moved = reencode(address, displaced, text_base + displaced_start as u64)?;
     let displaced_len = moved.len();

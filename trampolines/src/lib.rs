@@ -20,11 +20,13 @@ pub mod common;
 pub mod detour;
 pub mod dispatch;
 pub mod error;
+pub mod hook_fast;
 pub mod hooks;
 pub mod program;
 pub mod relocate;
 
 pub use error::CodegenError;
+pub use hook_fast::HookFast;
 pub use program::{
     generate, DispatchRegisters, HookRequest, HookTrampoline, Program, ProgramInput, Stub,
     StubRequest,

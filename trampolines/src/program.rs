@@ -3,6 +3,7 @@
 use crate::common::emit_save_call_restore;
 use crate::dispatch::{emit_stub, FastPath, StubShape};
 use crate::error::CodegenError;
+use crate::hook_fast::{HookFast, HookWords};
 use crate::hooks::emit_hook;
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 use retrace_abi::field;
@@ -44,6 +45,8 @@ pub struct HookRequest {
     /// Whether the flags may be live at the hook point (function entries: never).
     /// When false the trampoline's gate test may clobber them.
     pub flags_live: bool,
+    /// The inline fast path of this hook, if any.
+    pub fast: Option<HookFast>,
 }
 
 /// Everything code generation needs.
@@ -143,6 +146,15 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
         });
     }
 
+    let words = HookWords {
+        cur_record: d + field::CUR_RECORD,
+        slot_record: d + field::SLOT_RECORD,
+        stack_top: d + field::STACK_TOP,
+        stack_limit: d + field::STACK_LIMIT,
+        last_tstate: d + field::LAST_TSTATE,
+        last_popped: d + field::LAST_POPPED,
+        gen_table: d + field::GEN_TABLE,
+    };
     let mut hooks = Vec::with_capacity(input.hooks.len());
     for (i, req) in input.hooks.iter().enumerate() {
         align16(&mut a);
@@ -156,6 +168,7 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
             &req.displaced,
             d + field::HOOKS_ENABLED,
             hook_common,
+            req.fast.map(|f| (f, &words)),
         )?;
         hooks.push(HookTrampoline {
             index: i as u32,

@@ -27,7 +27,7 @@ mod common;
 
 use common::Mapping;
 use proptest::prelude::*;
-use retrace_abi::{field, Descriptor, HotFrame, SavedRegisters};
+use retrace_abi::{field, Descriptor, HotFrame, SavedRegisters, HOT_PENDING};
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::SeqCst;
 use trampolines::{generate, DispatchRegisters, ProgramInput, StubRequest};
@@ -38,6 +38,10 @@ const R10: u8 = 10;
 const SCRATCH: [u8; 2] = [0, 11];
 const PREV_INSTR: usize = 0x38;
 const RSP: usize = 4;
+
+/// What the record's `parent`, `flags` and `persistent` hold in every test: the
+/// stubs never touch them (they belong to the hook fast paths and the runtime).
+const TAIL: [u64; 3] = [0x7a7a_0000_0000_1234, HOT_PENDING, 0x5eed_5eed_5eed_5eed];
 
 // Mapping layout.
 const MAP_LEN: usize = 0x7000;
@@ -262,6 +266,11 @@ impl Fixture {
         map.write(TEXT_OFF, &program.bytes);
         map.descriptor().rt_dispatch = rt_dispatch as *const () as u64;
         map.descriptor().cur_record = map.addr(RECORD_OFF);
+        const { assert!(std::mem::size_of::<HotFrame>() == 64) };
+        const { assert!(RECORD_OFF + 64 <= HANDLER_COUNT_OFF) };
+        for (i, w) in TAIL.iter().enumerate() {
+            map.write(RECORD_OFF + 40 + 8 * i, &w.to_le_bytes());
+        }
         map.protect_exec(EXEC_OFF, MAP_LEN - EXEC_OFF);
         let stubs = program.stubs.iter().map(|s| s.address).collect();
         // SAFETY: the thunk bytes above implement exactly this C signature
@@ -310,6 +319,16 @@ impl Fixture {
         h.bias.store(r.bias, SeqCst);
     }
 
+    /// The record's `parent`, `flags` and `persistent` words.
+    fn tail(&self) -> [u64; 3] {
+        let h = self.hot();
+        [
+            h.parent.load(SeqCst),
+            h.flags.load(SeqCst),
+            h.persistent.load(SeqCst),
+        ]
+    }
+
     fn set_prev_instr(&self, q: u64) {
         self.map.write(FRAME_OFF + PREV_INSTR, &q.to_le_bytes());
     }
@@ -342,6 +361,7 @@ impl Fixture {
         regs_in[usize::from(R10)] = n;
         let mut regs_out = [0u64; 16];
         regs_out.copy_from_slice(&regs[16..]);
+        assert_eq!(self.tail(), TAIL, "a stub wrote parent/flags/persistent");
         Outcome {
             rec: self.record(),
             runtime_calls: take_runtime_calls(),

@@ -49,16 +49,22 @@ fn unmatched_record() -> HotFrame {
         last_n: AtomicU64::new(1),
         ord: AtomicU64::new(7),
         bias: std::sync::atomic::AtomicI64::new(-3),
+        parent: AtomicU64::new(0x5150),
+        flags: AtomicU64::new(0),
+        persistent: AtomicU64::new(0x6e6e),
     }
 }
 
-fn record_fields(r: &HotFrame) -> [u64; 5] {
+fn record_fields(r: &HotFrame) -> [u64; 8] {
     [
         r.frame.load(Ordering::SeqCst),
         r.expect.load(Ordering::SeqCst),
         r.last_n.load(Ordering::SeqCst),
         r.ord.load(Ordering::SeqCst),
         r.bias.load(Ordering::SeqCst) as u64,
+        r.parent.load(Ordering::SeqCst),
+        r.flags.load(Ordering::SeqCst),
+        r.persistent.load(Ordering::SeqCst),
     ]
 }
 
@@ -98,12 +104,14 @@ fn stubs_count_and_slow_path_preserves_state() {
             displaced: original[..7].to_vec(),
             enable_bit: 3,
             flags_live: true,
+            fast: None,
         },
         HookRequest {
             address: map.addr(second_off),
             displaced: original[..7].to_vec(),
             enable_bit: 3,
             flags_live: false,
+            fast: None,
         },
     ];
     let text_off = 0x3000;

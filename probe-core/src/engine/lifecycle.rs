@@ -38,8 +38,8 @@ impl Engine {
     /// at the same address).
     fn fresh_record(&mut self, frame: FrameKey, transparent: bool) -> &'static HotFrame {
         let hot = match self.frames.get(&frame.0) {
-            Some(old) => old.hot,
-            None => self.hot.alloc(),
+            Some(old) if !old.stacked => old.hot,
+            _ => self.hot.alloc(),
         };
         self.frames
             .insert(frame.0, FrameState::new(hot, frame, transparent));
@@ -48,10 +48,84 @@ impl Engine {
 
     /// The frame's storage is released: forget its record. Returns the stub
     /// record it used (now free), if it was tracked.
-    pub fn forget_frame(&mut self, frame: FrameKey) -> Option<&'static HotFrame> {
+    pub fn forget_frame(&mut self, frame: FrameKey) -> Option<(&'static HotFrame, bool)> {
         let state = self.frames.remove(&frame.0)?;
-        self.hot.free(state.hot);
-        Some(state.hot)
+        if !state.stacked {
+            self.hot.free(state.hot);
+        }
+        Some((state.hot, state.stacked))
+    }
+
+    /// Adopts the inline resumption of the suspended, non-transparent
+    /// generator frame `frame` that the `start_frame` fast path performed on
+    /// `thread` with parent slot `&parent.ord` (see
+    /// [`Engine::adopt_pending`]); its record keeps its bias, its ordinal
+    /// and dispatch cache are what the stubs made of them.
+    pub fn adopt_resumed(
+        &mut self,
+        thread: ThreadKey,
+        frame: FrameKey,
+        parent: FrameKey,
+    ) -> Result<(), EngineError> {
+        let cur_space = self.thread_ref(thread)?.cur_space;
+        let space = self.ensure_space(thread, cur_space)?;
+        let t = self
+            .threads
+            .get_mut(&thread.0)
+            .ok_or(EngineError::UnknownThread(thread))?;
+        let Some(f) = self.frames.get_mut(&frame.0) else {
+            return Ok(());
+        };
+        f.saved_tmode = t.tmode;
+        t.tmode = f.transparent;
+        f.space = Some(space);
+        f.parent_slot = Some(Slot::FrameOrd(parent));
+        t.slot = Some(Slot::FrameOrd(frame));
+        if let Some(ts) = t.spaces.get_mut(&space.space) {
+            ts.seen = true;
+            ts.depth = ts.depth.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Adopts an activation the `start_frame` fast path performed on
+    /// `thread`: `frame` started running with stub record `hot` (on the
+    /// thread's record stack) and parent slot `&parent.ord`, while the
+    /// thread was not in transparent mode and `&parent.ord` was its slot.
+    /// The result is what [`Engine::init_frame`] + [`Engine::activate`]
+    /// would have produced then, with the ordinal and bias the stubs have
+    /// maintained since.
+    pub fn adopt_pending(
+        &mut self,
+        thread: ThreadKey,
+        frame: FrameKey,
+        hot: &'static HotFrame,
+        parent: FrameKey,
+    ) -> Result<(), EngineError> {
+        let cur_space = self.thread_ref(thread)?.cur_space;
+        let space = self.ensure_space(thread, cur_space)?;
+        if let Some(old) = self.frames.remove(&frame.0) {
+            if !old.stacked {
+                self.hot.free(old.hot);
+            }
+        }
+        let t = self
+            .threads
+            .get_mut(&thread.0)
+            .ok_or(EngineError::UnknownThread(thread))?;
+        let mut f = FrameState::adopting(hot, false);
+        f.stacked = true;
+        f.saved_tmode = t.tmode;
+        t.tmode = false;
+        f.space = Some(space);
+        f.parent_slot = Some(Slot::FrameOrd(parent));
+        t.slot = Some(Slot::FrameOrd(frame));
+        if let Some(ts) = t.spaces.get_mut(&space.space) {
+            ts.seen = true;
+            ts.depth = ts.depth.saturating_add(1);
+        }
+        self.frames.insert(frame.0, f);
+        Ok(())
     }
 
     /// E2: `frame` becomes the first frame of a C-level evaluation; its

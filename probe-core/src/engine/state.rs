@@ -24,6 +24,9 @@ pub const MEMO_ORD_UNSET: u64 = u64::MAX - 1;
 pub struct FrameState {
     /// The stub-visible record (`bias`, `ord`, dispatch cache).
     pub hot: &'static HotFrame,
+    /// `hot` sits on its thread's record stack (pushed by the `start_frame`
+    /// fast path) rather than in the [`HotPool`].
+    pub stacked: bool,
     /// Counter bumped when the frame stops running.
     pub parent_slot: Option<Slot>,
     /// Owning thread-space while running.
@@ -43,8 +46,15 @@ impl FrameState {
     /// `tmode` is `transparent`, using the stub record `hot`.
     pub fn new(hot: &'static HotFrame, frame: FrameKey, transparent: bool) -> Self {
         reset_hot(hot, frame);
+        FrameState::adopting(hot, transparent)
+    }
+
+    /// A record around `hot` as it is (an activation the fast path already
+    /// began: bias, ordinal and dispatch cache are live).
+    pub fn adopting(hot: &'static HotFrame, transparent: bool) -> Self {
         FrameState {
             hot,
+            stacked: false,
             parent_slot: None,
             space: None,
             transparent,
@@ -59,7 +69,9 @@ impl FrameState {
     /// rule) and the stub record.
     pub fn reset_keep_transparent(&mut self) {
         let frame = FrameKey(self.hot.frame.load(Relaxed));
+        let stacked = self.stacked;
         *self = FrameState::new(self.hot, frame, self.transparent);
+        self.stacked = stacked;
     }
 
     /// Forgets the delta memory (E2, §8.2).
@@ -96,13 +108,16 @@ impl FrameState {
 }
 
 /// A stub record in its initial state for `frame`: no dispatch cached
-/// (`last_n` 1 matches no `prev_instr`), bias and ordinal 0.
+/// (`last_n` 1 matches no `prev_instr`), bias and ordinal 0, no fast-path
+/// flags.
 pub fn reset_hot(hot: &HotFrame, frame: FrameKey) {
     hot.frame.store(frame.0, Relaxed);
     hot.expect.store(0, Relaxed);
     hot.last_n.store(1, Relaxed);
     hot.ord.store(0, Relaxed);
     hot.bias.store(0, Relaxed);
+    hot.flags.store(0, Relaxed);
+    hot.persistent.store(0, Relaxed);
 }
 
 /// Stub records with addresses that never change: pages are allocated once
