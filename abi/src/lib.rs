@@ -284,6 +284,11 @@ pub const HOT_GEN: u64 = 2;
 /// transparent, so the `start_frame` fast path may resume it inline.
 pub const HOT_GEN_IDLE: u64 = 4;
 
+/// [`HotFrame::flags`] of a generator frame's own record: it became the first frame
+/// of a C-level evaluation (SEMANTICS Appendix A, E2) since the runtime last looked;
+/// its delta memory is to be forgotten before it is next used.
+pub const HOT_MEMO_RESET: u64 = 8;
+
 /// Entries of the runtime's generator table (direct-mapped: frame address →
 /// record), indexed by `(frame >> 4) & (GEN_TABLE_SIZE - 1)`.
 pub const GEN_TABLE_SIZE: usize = 4096;

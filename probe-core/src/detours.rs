@@ -89,8 +89,59 @@ pub fn pointer_hash_with(
 
 /// `pointer_hash(p)` with the process-wide map and the engine's location.
 pub fn pointer_hash(p: u64) -> i64 {
+    MAYBE_HASHED.mark(p);
     pointer_hash_with(&IDENTITY, p, nearest_visible_location_hash)
 }
+
+/// A lock-free pre-filter for the deallocator: one bit per hash bucket of
+/// addresses, set when an address may have been memoised (never cleared, so
+/// a set bit only means "look in the map"). Nearly every freed object was
+/// never hashed; for those the free costs one load instead of the map's lock
+/// and lookup.
+pub struct MaybeHashed {
+    bits: [AtomicU64; MAYBE_HASHED_WORDS],
+}
+
+/// 2^20 bits (128 KiB).
+const MAYBE_HASHED_WORDS: usize = 1 << 14;
+
+impl MaybeHashed {
+    pub const fn new() -> MaybeHashed {
+        MaybeHashed {
+            bits: [const { AtomicU64::new(0) }; MAYBE_HASHED_WORDS],
+        }
+    }
+
+    fn position(p: u64) -> (usize, u64) {
+        let h = (p >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44; // 20 bits
+        ((h >> 6) as usize, 1u64 << (h & 63))
+    }
+
+    pub fn mark(&self, p: u64) {
+        let (word, bit) = Self::position(p);
+        if let Some(w) = self.bits.get(word) {
+            if w.load(Ordering::Relaxed) & bit == 0 {
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn may_contain(&self, p: u64) -> bool {
+        let (word, bit) = Self::position(p);
+        self.bits
+            .get(word)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0)
+    }
+}
+
+impl Default for MaybeHashed {
+    fn default() -> Self {
+        MaybeHashed::new()
+    }
+}
+
+/// The filter of the process-wide identity map.
+static MAYBE_HASHED: MaybeHashed = MaybeHashed::new();
 
 /// Forgets `p` after a free through the generic deallocator.
 pub fn forget_with(map: &Mutex<IdentityMap>, p: u64) {
@@ -135,7 +186,9 @@ extern "C" fn dealloc(op: *mut c_void) {
     // reached zero; `install` only routes here after storing the offsets the
     // rewriter verified against this library's `_Py_Dealloc` body.
     unsafe { call_tp_dealloc(op, ob_type, tp_dealloc) };
-    forget_with(&IDENTITY, op as u64);
+    if MAYBE_HASHED.may_contain(op as u64) {
+        forget_with(&IDENTITY, op as u64);
+    }
 }
 
 /// What [`install`] did with each detour of the descriptor.
@@ -204,6 +257,22 @@ pub fn install(descriptor: &LiveDescriptor) -> Vec<Installed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_filter_never_forgets_a_marked_address() {
+        let f = MaybeHashed::new();
+        let marked: Vec<u64> = (1..2000u64).map(|i| 0x7f00_0000_0000 + i * 48).collect();
+        for &p in &marked {
+            f.mark(p);
+        }
+        assert!(marked.iter().all(|&p| f.may_contain(p)));
+        // Unmarked addresses are mostly filtered out (2^20 bits, 2000 set).
+        let misses = (0..10_000u64)
+            .map(|i| 0x5500_0000_0000 + i * 64)
+            .filter(|&p| f.may_contain(p))
+            .count();
+        assert!(misses < 100, "{misses} false positives");
+    }
 
     #[test]
     fn aligned_addresses_are_memoised_with_the_raw_fallback() {

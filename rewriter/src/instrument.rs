@@ -131,6 +131,7 @@ pub fn instrument(
             handler: s.handler,
             width: s.width,
             classify_next: s.classify_next,
+            entry_exit: s.entry_exit,
         })
         .collect();
     let hook_requests: Vec<HookRequest> = plan

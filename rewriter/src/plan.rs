@@ -25,6 +25,8 @@ pub struct PlannedStub {
     pub width: u8,
     /// SEND family: the runtime classifies the dispatch that follows.
     pub classify_next: bool,
+    /// `INTERPRETER_EXIT`: the entry frame's stub.
+    pub entry_exit: bool,
 }
 
 /// One hook site to divert.
@@ -193,6 +195,10 @@ fn dispatch_registers(analysis: &Analysis) -> Result<DispatchRegisters, PlanErro
         next_instr: next.number(),
         scratch: [s0, s1],
         prev_instr_offset: prev_instr,
+        tstate_offset: match regs.tstate {
+            Location::Stack(off) => Some(off),
+            _ => None,
+        },
     })
 }
 
@@ -216,7 +222,12 @@ fn hook_fast_path(analysis: &Analysis, kind: RtHook, arg: u32) -> Option<HookFas
         // (tstate, frame) in (rdi, rsi) at the function entry.
         RtHook::FrameClearAndPop => Some(HookFast::ClearAndPop),
         RtHook::ThreadStatePopFrame => Some(HookFast::PopFrame),
-        RtHook::CurrentFrameStore if arg != NO_REGISTER => {
+        RtHook::EvalEntry => Some(HookFast::EvalEntry {
+            owner: frame_field("owner")?,
+        }),
+        // The entry push: nothing the runtime needs (no register holds it).
+        RtHook::CurrentFrameStore if arg == NO_REGISTER => Some(HookFast::Pass),
+        RtHook::CurrentFrameStore => {
             let new = u8::try_from(arg).ok().filter(|&r| r < 16 && r != 4)?;
             let field = |s: &str, f: &str| {
                 analysis
@@ -230,6 +241,7 @@ fn hook_fast_path(analysis: &Analysis, kind: RtHook, arg: u32) -> Option<HookFas
                     tstate_offset: off,
                     cframe: field("_ts", "cframe")?,
                     current_frame: field("_PyCFrame", "current_frame")?,
+                    owner: field("_PyInterpreterFrame", "owner")?,
                 }),
                 _ => None,
             }
@@ -258,6 +270,7 @@ pub fn plan(analysis: &Analysis) -> Result<Plan, PlanError> {
             name: e.name.clone(),
             width: fall_through_width(e.opcode, &flags, meta),
             classify_next: flags[usize::from(e.opcode)] & retrace_abi::OPCODE_SEND != 0,
+            entry_exit: e.name == "INTERPRETER_EXIT",
         })
         .collect();
     let frame_reg = frame_register(analysis);

@@ -155,7 +155,14 @@ pub fn verify(
             .or_else(|| out.bytes_at(s.stub, 128))
             .ok_or_else(|| format!("stub {:#x} not in the output", s.stub))?;
         let insns = decode_until_int3(&cs, bytes, s.stub)?;
-        if let Err(why) = check_stub(&insns, s, counts + 8 * s.opcode as u64, cur_record, common) {
+        if let Err(why) = check_stub(
+            &insns,
+            s,
+            counts + 8 * s.opcode as u64,
+            cur_record,
+            d + retrace_abi::field::LAST_TSTATE as u64,
+            common,
+        ) {
             return fail(format!(
                 "stub of opcode {} at {:#x} does not decode as expected ({why}): {}",
                 s.opcode,
@@ -527,10 +534,22 @@ fn check_stub(
     s: &crate::manifest::StubRecord,
     counter: u64,
     cur_record: u64,
+    last_tstate: u64,
     common: u64,
 ) -> Result<(), String> {
     let first = insns.first().ok_or("empty stub")?;
-    if first.mnemonic != "mov" || first.rip_target != Some(cur_record) {
+    let entry_exit = s.name == "INTERPRETER_EXIT";
+    if entry_exit {
+        // mov S0, [rsp + tstate]; cmp S0, [rip + last_tstate]
+        let second = insns.get(1).ok_or("truncated stub")?;
+        if first.mnemonic != "mov"
+            || !first.op_str.contains("[rsp")
+            || second.mnemonic != "cmp"
+            || second.rip_target != Some(last_tstate)
+        {
+            return Err("the entry-frame stub does not compare the thread state".into());
+        }
+    } else if first.mnemonic != "mov" || first.rip_target != Some(cur_record) {
         return Err("does not start by loading cur_record".into());
     }
     let start = s.stub;
@@ -562,7 +581,10 @@ fn check_stub(
                 }
                 exits += 1;
             }
-            _ if i.rip_target.is_some() && i.rip_target != Some(cur_record) => {
+            _ if i.rip_target.is_some()
+                && i.rip_target != Some(cur_record)
+                && !(entry_exit && i.rip_target == Some(last_tstate)) =>
+            {
                 return Err(format!("touches {:?}", i.rip_target));
             }
             _ => {}

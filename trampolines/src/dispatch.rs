@@ -49,6 +49,11 @@
 //!
 //! `S0`/`S1` are registers the analysis proved dead at every handler entry,
 //! as are the flags; `FRAME`/`NEXT` hold the frame and `next_instr`.
+//!
+//! `INTERPRETER_EXIT`, dispatched only by the record-less entry frame of a
+//! C-level evaluation, gets a stub of its own: `mov S0, [rsp + tstate];
+//! cmp S0, [rip + last_tstate]; jne slow; jmp handler` (the runtime is needed
+//! only for a thread change).
 
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 use retrace_abi::hot;
@@ -66,6 +71,10 @@ pub struct FastPath {
     pub prev_instr: i32,
     /// Address of the descriptor's `cur_record` word.
     pub cur_record: usize,
+    /// Address of the descriptor's `last_tstate` word, and where the thread
+    /// state is at handler entry (`[rsp + offset]`), for the entry-frame stub.
+    pub last_tstate: usize,
+    pub tstate_offset: Option<i32>,
 }
 
 /// What one opcode's stub needs to know about its instruction.
@@ -76,6 +85,11 @@ pub struct StubShape {
     pub width: u8,
     /// After this instruction the runtime classifies the next dispatch (SEND).
     pub classify_next: bool,
+    /// `INTERPRETER_EXIT`: only ever dispatched by a C-level evaluation's entry
+    /// frame, which has no record and is never visible (§5.1, §6). Its
+    /// boundary needs the runtime only when the thread changed (§7
+    /// `last_thread`); the stub compares the thread state with `last_tstate`.
+    pub entry_exit: bool,
 }
 
 /// Emit the stub for `shape.opcode` whose original handler is at `handler`.
@@ -106,6 +120,24 @@ pub fn emit_stub(
     let width = i32::from(shape.width);
     let prev = fast.prev_instr;
     let cur = fast.cur_record;
+    if let (true, Some(ts)) = (shape.entry_exit, fast.tstate_offset) {
+        let last_ts = fast.last_tstate;
+        dynasm!(a
+            ; .arch x64
+            ; mov Rq(s0), QWORD [rsp + ts]
+            ; cmp Rq(s0), QWORD [extern last_ts]
+            ; jne >slow
+            ; jmp extern handler
+            ; slow:
+            ; add QWORD [extern counter], 1
+            ; lea rsp, [rsp - 128]
+            ; push k
+            ; call =>common
+            ; lea rsp, [rsp + 136]
+            ; jmp extern handler
+        );
+        return;
+    }
     dynasm!(a
         ; .arch x64
         ; mov Rq(s0), QWORD [extern cur]

@@ -8,7 +8,8 @@
 //! frame 0 when activations must go through the runtime).
 //!
 //! * `start_frame` of a fresh thread-owned frame `F` whose `previous` is the
-//!   slot holder's frame (an inlined call on that very thread): apply the
+//!   slot holder's frame (an inlined call on that very thread), or an entry
+//!   frame whose `previous` is (a call from C: no caller fix then): apply the
 //!   caller's inlined-call fix (DESIGN-NOTES §4.1: `bias += (last − prev) / 2`,
 //!   then `last_n := prev`, `expect := prev + 2`), push a record for `F`
 //!   (bias 0, ordinal 0, primed for its first dispatch, `parent` = the slot
@@ -21,7 +22,8 @@
 //!   `last_popped`, so that the `_PyThreadState_PopFrame` call that
 //!   `_PyEvalFrameClearAndPop` makes for it is skipped.
 //! * `start_frame` of a suspended generator frame `G` resumed inline by the
-//!   slot holder (`SEND_GEN`, `FOR_ITER_GEN`, `SEND`'s fast path): `G`'s own
+//!   slot holder (`SEND_GEN`, `FOR_ITER_GEN`, `SEND`'s fast path) or from C
+//!   called by it (`next`, `send`, `sum(genexpr)`): `G`'s own
 //!   record `R` comes from the runtime's generator table and must be flagged
 //!   [`retrace_abi::HOT_GEN_IDLE`] (suspended, not transparent). Same caller
 //!   fix; `R` is primed and its ordinal reset, a marker record
@@ -34,17 +36,21 @@
 //!   `ClearAndPop` hook's, which deactivates it no later than the runtime's
 //!   store handling would: no Python code runs in between); for a
 //!   generator's marker, a push needs nothing, and its yield, return or
-//!   unwind (the new frame is the marker's parent) deactivates it here when
+//!   unwind (the new frame is the marker's parent, or an entry frame: back to
+//!   the C code that resumed it) deactivates it here when
 //!   the marker is still pending (§5.3): the parent's ordinal is bumped, `R`'s
 //!   ordinal reset and `R` flagged idle again, the marker popped, the parent
 //!   made slot holder and published record.
+//!
+//! * `_PyEval_EvalFrameDefault` entry: nothing for a fresh thread frame; a
+//!   known generator frame is flagged [`retrace_abi::HOT_MEMO_RESET`] (E2).
 //!
 //! Anything else falls through to the runtime call. The fast paths change no
 //! register: mid-function they save the scratch registers (and the flags when
 //! live) below the red zone.
 
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
-use retrace_abi::{hot, GEN_TABLE_SIZE, HOT_GEN, HOT_GEN_IDLE, HOT_PENDING};
+use retrace_abi::{hot, GEN_TABLE_SIZE, HOT_GEN, HOT_GEN_IDLE, HOT_MEMO_RESET, HOT_PENDING};
 
 /// Descriptor words the fast paths use (absolute addresses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,12 +67,24 @@ pub struct HookWords {
 /// Which fast path a hook gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookFast {
+    /// Nothing for the runtime to do at this hook: always skip the call
+    /// (the entry push of a C-level evaluation, whose value the runtime
+    /// cannot read and does not need).
+    Pass,
     /// `start_frame`: the new frame is in register `frame` (hardware number).
     StartFrame {
         frame: u8,
         /// `_PyInterpreterFrame` offsets.
         previous: i32,
         prev_instr: i32,
+        owner: i32,
+    },
+    /// Entry of `_PyEval_EvalFrameDefault(tstate, frame, throwflag)`: a fresh
+    /// thread frame needs nothing (its record starts empty at `start_frame`);
+    /// a generator frame of the table gets [`HOT_MEMO_RESET`] (E2, applied by
+    /// the runtime when it next uses the frame's delta memory).
+    EvalEntry {
+        /// `_PyInterpreterFrame.owner`.
         owner: i32,
     },
     /// Entry of `_PyEvalFrameClearAndPop(tstate, frame)`: frame in `rsi`.
@@ -84,6 +102,8 @@ pub enum HookFast {
         tstate_offset: i32,
         cframe: i32,
         current_frame: i32,
+        /// `_PyInterpreterFrame.owner`.
+        owner: i32,
     },
 }
 
@@ -126,6 +146,7 @@ pub fn emit_fast(
     let gen_marker = (HOT_PENDING | HOT_GEN) as i32;
     let gen_flag = HOT_GEN as i32;
     let idle = HOT_GEN_IDLE as i32;
+    let memo_reset = HOT_MEMO_RESET as i32;
     let not_idle = !(HOT_GEN_IDLE as i32);
     let table_mask = (GEN_TABLE_SIZE - 1) as i32;
     let (cur, slot, top, limit, last_ts, popped, table) = (
@@ -138,6 +159,32 @@ pub fn emit_fast(
         w.gen_table,
     );
     match fast {
+        HookFast::Pass => {
+            dynasm!(a ; .arch x64 ; jmp =>done);
+        }
+        HookFast::EvalEntry { owner } => {
+            // Function entry: rax, rcx, rdx, r8–r11 and the flags are free.
+            dynasm!(a
+                ; .arch x64
+                ; cmp BYTE [rsi + owner], 0
+                ; je =>done
+                ; cmp BYTE [rsi + owner], 1
+                ; jne >fail
+                ; mov rax, rsi
+                ; shr rax, 4
+                ; and rax, table_mask
+                ; shl rax, 4
+                ; add rax, QWORD [extern table]
+                ; cmp rsi, QWORD [rax]
+                ; jne >fail
+                ; mov rax, QWORD [rax + 8]
+                ; cmp rsi, QWORD [rax + frame_off]
+                ; jne >fail
+                ; or QWORD [rax + flags], memo_reset
+                ; jmp =>done
+                ; fail:
+            );
+        }
         HookFast::ClearAndPop | HookFast::PopFrame => {
             // Function entry: rax, rcx, rdx, r8–r11 and the flags are free.
             if fast == HookFast::PopFrame {
@@ -183,14 +230,30 @@ pub fn emit_fast(
                 ; mov Rq(r0), QWORD [extern slot]
                 ; mov Rq(r1), QWORD [Rq(f) + previous]
                 ; cmp Rq(r1), QWORD [Rq(r0) + frame_off]
+                ; je >inl
+                // Entered from C: previous is an entry frame whose previous is
+                // the slot holder's frame. No caller fix then (r3 = 0).
+                ; test Rq(r1), Rq(r1)
+                ; jz >fail
+                ; cmp BYTE [Rq(r1) + owner], 3
                 ; jne >fail
+                ; mov Rq(r1), QWORD [Rq(r1) + previous]
+                // No Python frame below: a root activation, the runtime's.
+                ; test Rq(r1), Rq(r1)
+                ; jz >fail
+                ; cmp Rq(r1), QWORD [Rq(r0) + frame_off]
+                ; jne >fail
+                ; xor Rq(r3), Rq(r3)
+                ; jmp >room
+                ; inl:
+                ; mov Rq(r3), QWORD [Rq(r0) + last_n]
+                ; and Rq(r3), -2
+                ; jz >fail
+                ; room:
                 ; mov Rq(r2), QWORD [extern top]
                 ; add Rq(r2), size
                 ; cmp Rq(r2), QWORD [extern limit]
                 ; ja >fail
-                ; mov Rq(r3), QWORD [Rq(r0) + last_n]
-                ; and Rq(r3), -2
-                ; jz >fail
                 ; cmp BYTE [Rq(f) + owner], 0
                 ; je >thread
                 ; cmp BYTE [Rq(f) + owner], 1
@@ -233,7 +296,9 @@ pub fn emit_fast(
                 ; mov QWORD [Rq(r2) + ord], 0
                 ; mov QWORD [extern slot], Rq(r2)
                 ; mov QWORD [extern cur], Rq(r2)
-                // The caller's inlined-call fix.
+                // The caller's inlined-call fix (inline calls only).
+                ; test Rq(r3), Rq(r3)
+                ; jz >nofix
                 ; mov Rq(r1), QWORD [Rq(f) + previous]
                 ; mov Rq(r1), QWORD [Rq(r1) + prev_instr]
                 ; sub Rq(r3), Rq(r1)
@@ -242,6 +307,7 @@ pub fn emit_fast(
                 ; mov QWORD [Rq(r0) + last_n], Rq(r1)
                 ; add Rq(r1), 2
                 ; mov QWORD [Rq(r0) + expect], Rq(r1)
+                ; nofix:
             );
             restore(a, flags_live, &[r0, r1, r2, r3]);
             dynasm!(a ; .arch x64 ; jmp =>done ; fail:);
@@ -252,6 +318,7 @@ pub fn emit_fast(
             tstate_offset,
             cframe,
             current_frame,
+            owner,
         } => {
             let regs = scratch(new);
             let [r0, r1, r2, r3] = regs;
@@ -278,7 +345,13 @@ pub fn emit_fast(
                 // A generator's marker: a push from it needs nothing either.
                 ; mov Rq(r2), QWORD [Rq(r1) + parent]
                 ; cmp Rq(new), QWORD [Rq(r2) + frame_off]
+                ; je >leave
+                // Back to C (the entry frame of the evaluation that resumed it).
+                ; test Rq(new), Rq(new)
+                ; jz >skip
+                ; cmp BYTE [Rq(new) + owner], 3
                 ; jne >skip
+                ; leave:
                 // It stops running; only a marker the runtime has not adopted
                 // is handled here.
                 ; test Rq(r0), pending

@@ -19,6 +19,8 @@ pub struct StubRequest {
     pub width: u8,
     /// The runtime must classify the dispatch that follows this opcode (SEND).
     pub classify_next: bool,
+    /// `INTERPRETER_EXIT` (see `dispatch`).
+    pub entry_exit: bool,
 }
 
 /// Where the dispatch stubs find the eval loop's state at handler entry.
@@ -32,6 +34,8 @@ pub struct DispatchRegisters {
     pub scratch: [u8; 2],
     /// Offset of `prev_instr` in `_PyInterpreterFrame`.
     pub prev_instr_offset: i32,
+    /// The thread state at `[rsp + offset]` at handler entry, if it lives there.
+    pub tstate_offset: Option<i32>,
 }
 
 /// One hook point to divert through a trampoline.
@@ -122,6 +126,8 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
         scratch: r.scratch,
         prev_instr: r.prev_instr_offset,
         cur_record: d + field::CUR_RECORD,
+        last_tstate: d + field::LAST_TSTATE,
+        tstate_offset: r.tstate_offset,
     };
     let mut stubs = Vec::with_capacity(input.stubs.len());
     for req in input.stubs {
@@ -134,6 +140,7 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
                 opcode: req.opcode,
                 width: req.width,
                 classify_next: req.classify_next,
+                entry_exit: req.entry_exit,
             },
             req.handler as usize,
             d + field::DISPATCH_COUNTS + 8 * req.opcode as usize,

@@ -246,6 +246,7 @@ impl Fixture {
                 handler: map.addr(HANDLER_OFF),
                 width: s.width,
                 classify_next: s.classify_next,
+                entry_exit: false,
             })
             .collect();
         let program = generate(&ProgramInput {
@@ -257,6 +258,7 @@ impl Fixture {
                 next_instr: R10,
                 scratch: SCRATCH,
                 prev_instr_offset: PREV_INSTR as i32,
+                tstate_offset: Some(8),
             },
             hooks: &[],
             flags_live_at_handlers: false,
@@ -919,5 +921,536 @@ proptest! {
     ) {
         let f = Fixture::new();
         check_sequence(&f, start, &steps)?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// INTERPRETER_EXIT: the entry-frame stub (`StubShape.entry_exit`)
+//
+// A fixture of its own: the stub reads the thread state at `[rsp + offset]`
+// of the code that jumped to it, so its thunk *jumps* to the stub (as the
+// eval loop's dispatch does) with known words above rsp:
+//
+// ```text
+// thunk:   push rbx, rbp, r12, r13, r14, r15
+//          mov  [saved_rsp], rsp
+//          push stack[7], …, stack[0]
+//          lea  rax, [back] ; push rax          ; rsp = H: [H] = back, [H + 8 + 8k] = stack[k]
+//          mov  [hook_rsp], rsp
+//          push [flags_in] ; popfq
+//          mov  [rsp - 8k], pattern_k  (k = 1..=16)
+//          mov  r, [regs_in + 8r]      (every register but rsp)
+//          jmp  [target]               ; the stub; its handler returns to back
+// back:    mov  [regs_out + 8r], r     (rsp = H + 8 after the handler's ret)
+//          red_zone[k - 1] := [H - 8k]
+//          pushfq ; pop [flags_out] ; cld
+//          mov  rsp, [saved_rsp] ; pop r15 … rbx ; ret
+// ```
+//
+// and the handler is `mov [handler_rsp], rsp; add qword [handler_count], 1; ret`.
+
+use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
+use std::mem::offset_of;
+
+/// `INTERPRETER_EXIT`'s opcode in 3.12.
+const EXIT_OPCODE: u8 = 3;
+/// The entry-exit stub, a plain stub sharing the fixture, and an
+/// `entry_exit` stub of another opcode.
+const X_EXIT: usize = 0;
+const X_PLAIN: usize = 1;
+const X_EXIT2: usize = 2;
+const X_SHAPES: [(u8, u8, bool); 3] = [(EXIT_OPCODE, 2, true), (10, 2, false), (77, 4, true)];
+
+const X_HANDLER_COUNT_OFF: usize = 0x2200;
+const X_HANDLER_RSP_OFF: usize = 0x2208;
+const X_CTX_OFF: usize = 0x2400;
+
+/// The thread states of the tests (never dereferenced).
+const TSTATE: u64 = 0x7f10_7575_0000;
+const OTHER_TSTATE: u64 = 0x7f10_7575_1000;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct XCtx {
+    regs_in: [u64; 16],
+    regs_out: [u64; 16],
+    flags_in: u64,
+    flags_out: u64,
+    target: u64,
+    stack: [u64; 8],
+    saved_rsp: u64,
+    hook_rsp: u64,
+    red_zone: [u64; 16],
+}
+
+fn x_red_zone_word(k: usize) -> u64 {
+    0x5ed0_0000_0000_0000 | (k as u64 * 0x0101_0101)
+}
+
+// `Rq(register number)` expands to a conversion clippy finds redundant.
+#[allow(clippy::useless_conversion)]
+fn x_thunk_bytes(base: usize, ctx: usize) -> Vec<u8> {
+    let at = |off: usize| ctx + off;
+    let saved_rsp = at(offset_of!(XCtx, saved_rsp));
+    let hook_rsp = at(offset_of!(XCtx, hook_rsp));
+    let flags_in = at(offset_of!(XCtx, flags_in));
+    let flags_out = at(offset_of!(XCtx, flags_out));
+    let target = at(offset_of!(XCtx, target));
+    let mut a = VecAssembler::<X64Relocation>::new(base);
+    let back = a.new_dynamic_label();
+    dynasm!(a
+        ; .arch x64
+        ; push rbx
+        ; push rbp
+        ; push r12
+        ; push r13
+        ; push r14
+        ; push r15
+        ; mov QWORD [extern saved_rsp], rsp
+    );
+    for k in (0..8).rev() {
+        let w = at(offset_of!(XCtx, stack) + 8 * k);
+        dynasm!(a ; .arch x64 ; push QWORD [extern w]);
+    }
+    dynasm!(a
+        ; .arch x64
+        ; lea rax, [=>back]
+        ; push rax
+        ; mov QWORD [extern hook_rsp], rsp
+        ; push QWORD [extern flags_in]
+        ; popfq
+    );
+    for k in 1..=16usize {
+        let v = x_red_zone_word(k) as i64;
+        let d = -8 * k as i32;
+        dynasm!(a ; .arch x64 ; mov rax, QWORD v ; mov QWORD [rsp + d], rax);
+    }
+    for r in (0u8..16).filter(|&r| usize::from(r) != RSP) {
+        let w = at(offset_of!(XCtx, regs_in) + 8 * usize::from(r));
+        dynasm!(a ; .arch x64 ; mov Rq(r), QWORD [extern w]);
+    }
+    dynasm!(a ; .arch x64 ; jmp QWORD [extern target] ; =>back);
+    for r in 0u8..16 {
+        let w = at(offset_of!(XCtx, regs_out) + 8 * usize::from(r));
+        dynasm!(a ; .arch x64 ; mov QWORD [extern w], Rq(r));
+    }
+    dynasm!(a ; .arch x64 ; mov rcx, QWORD [extern hook_rsp]);
+    for k in 1..=16usize {
+        let w = at(offset_of!(XCtx, red_zone) + 8 * (k - 1));
+        let d = -8 * k as i32;
+        dynasm!(a ; .arch x64 ; mov rax, QWORD [rcx + d] ; mov QWORD [extern w], rax);
+    }
+    dynasm!(a
+        ; .arch x64
+        ; pushfq
+        ; pop QWORD [extern flags_out]
+        ; cld
+        ; mov rsp, QWORD [extern saved_rsp]
+        ; pop r15
+        ; pop r14
+        ; pop r13
+        ; pop r12
+        ; pop rbp
+        ; pop rbx
+        ; ret
+    );
+    a.finalize().unwrap()
+}
+
+fn x_handler_bytes(base: usize, count: usize, rsp_word: usize) -> Vec<u8> {
+    let mut a = VecAssembler::<X64Relocation>::new(base);
+    dynasm!(a
+        ; .arch x64
+        ; mov QWORD [extern rsp_word], rsp
+        ; add QWORD [extern count], 1
+        ; ret
+    );
+    a.finalize().unwrap()
+}
+
+thread_local! {
+    static EXIT_CALLS: RefCell<Vec<(u64, SavedRegisters)>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn rt_dispatch_exit(regs: *mut SavedRegisters, opcode: u64) -> u64 {
+    // SAFETY: the slow path passes a valid, exclusively ours block.
+    let regs = unsafe { *regs };
+    EXIT_CALLS.with(|c| c.borrow_mut().push((opcode, regs)));
+    0
+}
+
+fn take_exit_calls() -> Vec<(u64, SavedRegisters)> {
+    EXIT_CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}
+
+type XThunk = extern "C" fn();
+
+struct ExitFixture {
+    map: Mapping,
+    stubs: Vec<u64>,
+    thunk: XThunk,
+    tstate_offset: Option<i32>,
+}
+
+/// Everything one jump to a stub did.
+#[derive(Debug)]
+struct XOutcome {
+    regs_in: [u64; 16],
+    regs_out: [u64; 16],
+    hook_rsp: u64,
+    handler_rsp: u64,
+    red_zone: [u64; 16],
+    runtime_calls: Vec<(u64, SavedRegisters)>,
+    counted: u64,
+    handler_runs: u64,
+    /// The data pages before the record, the record and the counters:
+    /// (descriptor + record) before and after, minus the counters.
+    data_before: Vec<u64>,
+    data_after: Vec<u64>,
+}
+
+impl ExitFixture {
+    fn new(tstate_offset: Option<i32>) -> ExitFixture {
+        let mut map = Mapping::new(MAP_LEN);
+        map.write(0, Descriptor::new().as_bytes());
+        let handler = x_handler_bytes(
+            map.addr(HANDLER_OFF) as usize,
+            map.addr(X_HANDLER_COUNT_OFF) as usize,
+            map.addr(X_HANDLER_RSP_OFF) as usize,
+        );
+        assert!(HANDLER_OFF + handler.len() <= THUNK_OFF);
+        map.write(HANDLER_OFF, &handler);
+        let thunk = x_thunk_bytes(map.addr(THUNK_OFF) as usize, map.addr(X_CTX_OFF) as usize);
+        assert!(THUNK_OFF + thunk.len() <= TEXT_OFF);
+        map.write(THUNK_OFF, &thunk);
+        const { assert!(X_CTX_OFF + std::mem::size_of::<XCtx>() <= CODE_OFF) };
+        let requests: Vec<StubRequest> = X_SHAPES
+            .iter()
+            .map(|&(opcode, width, entry_exit)| StubRequest {
+                opcode,
+                handler: map.addr(HANDLER_OFF),
+                width,
+                classify_next: false,
+                entry_exit,
+            })
+            .collect();
+        let program = generate(&ProgramInput {
+            text_vaddr: map.addr(TEXT_OFF),
+            descriptor_vaddr: map.addr(0),
+            stubs: &requests,
+            registers: DispatchRegisters {
+                frame: RBX,
+                next_instr: R10,
+                scratch: SCRATCH,
+                prev_instr_offset: PREV_INSTR as i32,
+                tstate_offset,
+            },
+            hooks: &[],
+            flags_live_at_handlers: false,
+        })
+        .unwrap();
+        assert!(TEXT_OFF + program.bytes.len() <= MAP_LEN);
+        map.write(TEXT_OFF, &program.bytes);
+        map.descriptor().rt_dispatch = rt_dispatch_exit as *const () as u64;
+        map.descriptor().cur_record = map.addr(RECORD_OFF);
+        map.descriptor().last_tstate = TSTATE;
+        for (i, w) in TAIL.iter().enumerate() {
+            map.write(RECORD_OFF + 40 + 8 * i, &w.to_le_bytes());
+        }
+        map.protect_exec(EXEC_OFF, MAP_LEN - EXEC_OFF);
+        let stubs = program.stubs.iter().map(|s| s.address).collect();
+        // SAFETY: the thunk bytes implement `extern "C" fn()`: callee-saved
+        // registers restored, stack balanced, DF clear on return; the mapping
+        // holding them lives as long as the fixture.
+        let thunk: XThunk = unsafe { std::mem::transmute(map.addr(THUNK_OFF) as usize) };
+        take_exit_calls();
+        ExitFixture {
+            map,
+            stubs,
+            thunk,
+            tstate_offset,
+        }
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        // SAFETY: `off` is an 8-aligned offset inside our RW data pages.
+        unsafe { std::ptr::read_volatile(self.map.addr(off) as *const u64) }
+    }
+
+    fn write_u64(&self, off: usize, v: u64) {
+        self.map.write(off, &v.to_le_bytes());
+    }
+
+    fn set_last_tstate(&self, v: u64) {
+        self.write_u64(field::LAST_TSTATE, v);
+    }
+
+    fn count(&self, opcode: u8) -> u64 {
+        self.read_u64(field::DISPATCH_COUNTS + 8 * usize::from(opcode))
+    }
+
+    /// The descriptor and the record, counters zeroed.
+    fn data(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = (0..RECORD_OFF + 64)
+            .step_by(8)
+            .filter(|&off| off < std::mem::size_of::<Descriptor>() || off >= RECORD_OFF)
+            .map(|off| self.read_u64(off))
+            .collect();
+        let counts = field::DISPATCH_COUNTS / 8;
+        for w in &mut v[counts..counts + 256] {
+            *w = 0;
+        }
+        v
+    }
+
+    /// The stack words: the thread state `ts` where the stub reads it
+    /// (`[H + offset]`), distinct decoys elsewhere.
+    fn stack(&self, ts: u64) -> [u64; 8] {
+        let mut s: [u64; 8] = std::array::from_fn(|k| 0xdec0_0000_0000_0000 | (8 * k as u64));
+        if let Some(off) = self.tstate_offset {
+            s[(off as usize - 8) / 8] = ts;
+        }
+        s
+    }
+
+    fn run(&self, stub: usize, regs_in: [u64; 16], flags: u64, stack: [u64; 8]) -> XOutcome {
+        let opcode = X_SHAPES[stub].0;
+        let ctx_ptr = self.map.addr(X_CTX_OFF) as *mut XCtx;
+        let ctx = XCtx {
+            regs_in,
+            regs_out: [0; 16],
+            flags_in: flags,
+            flags_out: 0,
+            target: self.stubs[stub],
+            stack,
+            saved_rsp: 0,
+            hook_rsp: 0,
+            red_zone: [0; 16],
+        };
+        // SAFETY: the context block is inside the RW part of our mapping,
+        // 8-aligned, and nothing else refers to it.
+        unsafe { std::ptr::write_volatile(ctx_ptr, ctx) };
+        let count_before = self.count(opcode);
+        let handler_before = self.read_u64(X_HANDLER_COUNT_OFF);
+        let data_before = self.data();
+        take_exit_calls();
+        (self.thunk)();
+        let runtime_calls = take_exit_calls();
+        // SAFETY: as above; the thunk has filled it in.
+        let ctx = unsafe { std::ptr::read_volatile(ctx_ptr) };
+        XOutcome {
+            regs_in,
+            regs_out: ctx.regs_out,
+            hook_rsp: ctx.hook_rsp,
+            handler_rsp: self.read_u64(X_HANDLER_RSP_OFF),
+            red_zone: ctx.red_zone,
+            runtime_calls,
+            counted: self.count(opcode) - count_before,
+            handler_runs: self.read_u64(X_HANDLER_COUNT_OFF) - handler_before,
+            data_before,
+            data_after: self.data(),
+        }
+    }
+}
+
+fn x_regs(seed: u64) -> [u64; 16] {
+    std::array::from_fn(|r| 0x1100_0000_0000_0000 | ((r as u64) << 44) | (seed & 0xffff_ffff))
+}
+
+impl XOutcome {
+    /// The handler ran once, jumped to (rsp at the stub's entry), with every
+    /// register but the scratch ones as the stub got them; the red zone is
+    /// intact; no descriptor or record word changed (but the counters).
+    fn assert_transparent(&self) {
+        assert_eq!(self.handler_runs, 1, "the handler runs exactly once");
+        assert_eq!(
+            self.handler_rsp, self.hook_rsp,
+            "the handler is jumped to at rsp H"
+        );
+        assert_eq!(
+            self.regs_out[RSP],
+            self.hook_rsp + 8,
+            "rsp after the handler's ret"
+        );
+        for r in (0..16).filter(|&r| r != RSP && !SCRATCH.contains(&(r as u8))) {
+            assert_eq!(
+                self.regs_out[r], self.regs_in[r],
+                "register {r} changed: {:#x} -> {:#x}",
+                self.regs_in[r], self.regs_out[r]
+            );
+        }
+        for (k, w) in self.red_zone.iter().enumerate() {
+            assert_eq!(
+                *w,
+                x_red_zone_word(k + 1),
+                "red zone word [H - {}]",
+                8 * (k + 1)
+            );
+        }
+        assert!(
+            self.data_before == self.data_after,
+            "descriptor or record changed"
+        );
+    }
+
+    fn assert_fast(&self) {
+        self.assert_transparent();
+        assert_eq!(
+            self.runtime_calls.len(),
+            0,
+            "the fast path must not call the runtime"
+        );
+        assert_eq!(self.counted, 0, "the fast path does not count");
+    }
+
+    /// One runtime call for `opcode`, which saw the interrupted state.
+    fn assert_slow(&self, opcode: u8) {
+        self.assert_transparent();
+        assert_eq!(self.counted, 1, "the slow path counts");
+        assert_eq!(self.runtime_calls.len(), 1, "runtime calls");
+        let (op, regs) = &self.runtime_calls[0];
+        assert_eq!(*op, u64::from(opcode));
+        assert_eq!(
+            regs.gpr[RSP], self.hook_rsp,
+            "interrupted rsp seen by the runtime"
+        );
+        for r in (0..16).filter(|&r| r != RSP && !SCRATCH.contains(&(r as u8))) {
+            assert_eq!(
+                regs.gpr[r], self.regs_in[r],
+                "the runtime saw register {r} changed"
+            );
+        }
+    }
+}
+
+const X_FLAGS: [u64; 3] = [0x202, 0x202 | 0x08d5, 0x202 | 0x0400 | 0x0041];
+const X_OFFSETS: [i32; 3] = [8, 0x20, 0x40];
+
+#[test]
+fn exit_stub_same_thread_jumps_to_the_handler() {
+    for off in X_OFFSETS {
+        let f = ExitFixture::new(Some(off));
+        for flags in X_FLAGS {
+            for stub in [X_EXIT, X_EXIT2] {
+                // Whatever cur_record says (the entry frame has no record).
+                for rec_frame in [0, 0x7f00_1234_5000] {
+                    f.write_u64(RECORD_OFF, rec_frame);
+                    let mut r = x_regs(flags ^ off as u64);
+                    r[usize::from(RBX)] = rec_frame;
+                    let out = f.run(stub, r, flags, f.stack(TSTATE));
+                    out.assert_fast();
+                }
+            }
+        }
+        assert_eq!((f.count(EXIT_OPCODE), f.count(77)), (0, 0));
+    }
+}
+
+#[test]
+fn exit_stub_thread_change_calls_the_runtime() {
+    for off in X_OFFSETS {
+        let f = ExitFixture::new(Some(off));
+        let mut n = 0;
+        for flags in X_FLAGS {
+            for (what, last, ts) in [
+                ("other thread", TSTATE, OTHER_TSTATE),
+                ("differs by one bit", TSTATE, TSTATE ^ (1 << 40)),
+                ("no boundary yet", 0, TSTATE),
+                ("stack word 0", TSTATE, 0),
+            ] {
+                f.set_last_tstate(last);
+                let r = x_regs(flags ^ 0x77);
+                let out = f.run(X_EXIT, r, flags, f.stack(ts));
+                out.assert_slow(EXIT_OPCODE);
+                n += 1;
+                assert_eq!(f.read_u64(field::LAST_TSTATE), last, "{what}");
+            }
+            // The last thread state in every other stack word: only
+            // [rsp + off] counts.
+            f.set_last_tstate(TSTATE);
+            let mut s = [TSTATE; 8];
+            s[(off as usize - 8) / 8] = OTHER_TSTATE;
+            let out = f.run(X_EXIT, x_regs(flags), flags, s);
+            out.assert_slow(EXIT_OPCODE);
+            n += 1;
+            // ... and the return address slot [rsp] is not it either.
+            f.set_last_tstate(out.hook_rsp);
+            let out = f.run(X_EXIT, x_regs(flags), flags, f.stack(OTHER_TSTATE));
+            out.assert_slow(EXIT_OPCODE);
+            n += 1;
+        }
+        assert_eq!(f.count(EXIT_OPCODE), n);
+        assert_eq!(f.count(10), 0);
+    }
+}
+
+#[test]
+fn exit_stub_back_to_the_same_thread_after_a_change() {
+    let f = ExitFixture::new(Some(0x20));
+    f.set_last_tstate(TSTATE);
+    f.run(X_EXIT, x_regs(1), X_FLAGS[0], f.stack(OTHER_TSTATE))
+        .assert_slow(EXIT_OPCODE);
+    // The stub itself never writes last_tstate (the runtime would).
+    assert_eq!(f.read_u64(field::LAST_TSTATE), TSTATE);
+    f.set_last_tstate(OTHER_TSTATE);
+    f.run(X_EXIT, x_regs(2), X_FLAGS[1], f.stack(OTHER_TSTATE))
+        .assert_fast();
+    f.run(X_EXIT, x_regs(3), X_FLAGS[2], f.stack(TSTATE))
+        .assert_slow(EXIT_OPCODE);
+}
+
+/// Sets the record so that the plain-stub path would hit for `q → q + 2`
+/// in frame `frame`.
+fn x_set_hit_record(f: &ExitFixture, frame: u64, q: u64) {
+    for (i, w) in [frame, q + 2, q, 3, 5].iter().enumerate() {
+        f.write_u64(RECORD_OFF + 8 * i, *w);
+    }
+    f.write_u64(FRAME_OFF + PREV_INSTR, q);
+}
+
+#[test]
+fn exit_stub_without_tstate_offset_is_a_plain_stub() {
+    // No known thread state location: INTERPRETER_EXIT gets the ordinary
+    // record-following stub.
+    let f = ExitFixture::new(None);
+    let frame = f.map.addr(FRAME_OFF);
+    let q = f.map.addr(CODE_OFF) + 0x100;
+    x_set_hit_record(&f, frame, q);
+    let mut r = x_regs(5);
+    r[usize::from(RBX)] = frame;
+    r[usize::from(R10)] = q + 2;
+    let out = f.run(X_EXIT, r, X_FLAGS[1], f.stack(TSTATE));
+    assert_eq!(out.runtime_calls.len(), 0);
+    assert_eq!(out.handler_runs, 1);
+    // The record moved as a plain stub moves it: last_n = N, expect = N + 2, ord 0.
+    assert_eq!(
+        [0, 1, 2, 3, 4].map(|i| f.read_u64(RECORD_OFF + 8 * i)),
+        [frame, q + 4, q + 2, 0, 5]
+    );
+    // And a frame mismatch goes to the runtime even with last_tstate equal.
+    f.write_u64(RECORD_OFF, frame + 0x40);
+    let out = f.run(X_EXIT, r, X_FLAGS[0], f.stack(TSTATE));
+    out.assert_slow(EXIT_OPCODE);
+}
+
+#[test]
+fn exit_stub_leaves_plain_stubs_alone() {
+    // A stub without entry_exit in a program with a tstate offset still
+    // follows the record, whatever the thread state.
+    let f = ExitFixture::new(Some(8));
+    let frame = f.map.addr(FRAME_OFF);
+    let q = f.map.addr(CODE_OFF) + 0x200;
+    for ts in [TSTATE, OTHER_TSTATE] {
+        x_set_hit_record(&f, frame, q);
+        let mut r = x_regs(6);
+        r[usize::from(RBX)] = frame;
+        r[usize::from(R10)] = q + 2;
+        let out = f.run(X_PLAIN, r, X_FLAGS[2], f.stack(ts));
+        assert_eq!(out.runtime_calls.len(), 0);
+        assert_eq!(f.read_u64(RECORD_OFF + 16), q + 2, "last_n follows");
+        // Other frame: the runtime, though the thread state matches.
+        f.write_u64(RECORD_OFF, 0);
+        let out = f.run(X_PLAIN, r, X_FLAGS[2], f.stack(TSTATE));
+        out.assert_slow(10);
     }
 }

@@ -94,6 +94,7 @@ fn stubs_count_and_slow_path_preserves_state() {
         handler: map.addr(handler_off),
         width: 2,
         classify_next: false,
+        entry_exit: false,
     }];
     // The same function a second time, hooked with the cheaper flags-dead gate.
     let second_off = 0x2a00;
@@ -126,6 +127,7 @@ fn stubs_count_and_slow_path_preserves_state() {
             next_instr: 6,
             scratch: [0, 11],
             prev_instr_offset: 0x38,
+            tstate_offset: Some(8),
         },
         hooks: &hooks,
         flags_live_at_handlers: false,

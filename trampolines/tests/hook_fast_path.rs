@@ -8,7 +8,8 @@
 //! One anonymous mapping holds the fake descriptor, an array of records (a
 //! thread's record stack), a record outside it, a few generator records
 //! (persistent, outside the stack), three fake `_PyInterpreterFrame`s (a
-//! caller `C`, a new frame `F` and a frame `F2` that `F` calls), a fake
+//! caller `C`, a new frame `F` and a frame `F2` that `F` calls, or that
+//! serves as the entry frame `E` of a C-level evaluation), a fake
 //! thread state whose `cframe` points at a fake `_PyCFrame` (plus a decoy
 //! `_PyCFrame` every other word of the thread state points at), the runtime's
 //! generator table (`GEN_TABLE_SIZE` pairs, junk except where a test puts an
@@ -55,7 +56,7 @@ use common::Mapping;
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 use retrace_abi::{
     field, hook_bit, hot, Descriptor, HookKind, SavedRegisters, GEN_TABLE_SIZE, HOT_GEN,
-    HOT_GEN_IDLE, HOT_PENDING,
+    HOT_GEN_IDLE, HOT_MEMO_RESET, HOT_PENDING,
 };
 use std::cell::RefCell;
 use std::mem::offset_of;
@@ -91,7 +92,8 @@ const DISPLACED: [u8; 7] = [0x4c, 0x8d, 0x9f, 0x00, 0x01, 0x00, 0x00];
 /// `jmp qword [rsp]`: the rest of every site.
 const SITE_TAIL: [u8; 3] = [0xff, 0x24, 0x24];
 
-/// Registers a `PopFrame` hook (a function entry) may change: rax, rcx, rdx, r8–r11.
+/// Registers a function-entry hook (`ClearAndPop`, `PopFrame`, `EvalEntry`)
+/// may change: rax, rcx, rdx, r8–r11.
 const ENTRY_SCRATCH: [usize; 7] = [RAX, RCX, RDX, R8, R9, R10, R11];
 
 // Mapping layout.
@@ -156,9 +158,15 @@ enum Hook {
     StoreDead = 7,
     /// `start_frame`, frame in rcx (borrowed: rax, rdx, r8, r9), flags dead.
     StartRcxDead = 8,
+    /// [`HookFast::Pass`] with the flags live (kind `CurrentFrameStore`).
+    PassLive = 9,
+    /// [`HookFast::Pass`] with the flags dead (kind `StartFrame`).
+    PassDead = 10,
+    /// `_PyEval_EvalFrameDefault` entry: frame in rsi, flags dead.
+    EvalEntry = 11,
 }
 
-const HOOKS: [Hook; 9] = [
+const HOOKS: [Hook; 12] = [
     Hook::ClearAndPop,
     Hook::PopFrame,
     Hook::StartRbxLive,
@@ -168,6 +176,9 @@ const HOOKS: [Hook; 9] = [
     Hook::StoreLive,
     Hook::StoreDead,
     Hook::StartRcxDead,
+    Hook::PassLive,
+    Hook::PassDead,
+    Hook::EvalEntry,
 ];
 
 impl Hook {
@@ -186,6 +197,15 @@ impl Hook {
             Hook::StartR12Live => (HookKind::StartFrame, true, start(R12)),
             Hook::StartRaxLive => (HookKind::StartFrame, true, start(RAX)),
             Hook::StartRcxDead => (HookKind::StartFrame, false, start(RCX)),
+            Hook::PassLive => (HookKind::CurrentFrameStore, true, HookFast::Pass),
+            Hook::PassDead => (HookKind::StartFrame, false, HookFast::Pass),
+            Hook::EvalEntry => (
+                HookKind::EvalEntry,
+                false,
+                HookFast::EvalEntry {
+                    owner: OWNER as i32,
+                },
+            ),
             Hook::StoreLive | Hook::StoreDead => (
                 HookKind::CurrentFrameStore,
                 self == Hook::StoreLive,
@@ -194,6 +214,7 @@ impl Hook {
                     tstate_offset: 8 + 8 * self.tstate_word() as i32,
                     cframe: self.cframe_offset() as i32,
                     current_frame: self.current_frame_offset() as i32,
+                    owner: OWNER as i32,
                 },
             ),
         };
@@ -213,7 +234,7 @@ impl Hook {
     /// Registers the hook may change besides r11 (the displaced instruction's).
     fn scratch(self) -> &'static [usize] {
         match self {
-            Hook::ClearAndPop | Hook::PopFrame => &ENTRY_SCRATCH,
+            Hook::ClearAndPop | Hook::PopFrame | Hook::EvalEntry => &ENTRY_SCRATCH,
             _ => &[],
         }
     }
@@ -545,6 +566,7 @@ impl Fixture {
                 next_instr: R10 as u8,
                 scratch: [RAX as u8, R11 as u8],
                 prev_instr_offset: PREV_INSTR as i32,
+                tstate_offset: Some(8),
             },
             hooks: &requests,
             flags_live_at_handlers: false,
@@ -576,6 +598,7 @@ impl Fixture {
         d.gen_table = gen_table;
         d.rt_hook = rt_hook as *const () as u64;
         d.hooks_enabled = hook_bit(HookKind::StartFrame)
+            | hook_bit(HookKind::EvalEntry)
             | hook_bit(HookKind::CurrentFrameStore)
             | hook_bit(HookKind::FrameClearAndPop)
             | hook_bit(HookKind::ThreadStatePopFrame);
@@ -2294,5 +2317,658 @@ fn generator_calls_a_function_inline_then_yields() {
         assert_eq!(fx.word(field::STACK_TOP), g.st.t);
         assert_eq!(fx.word(field::SLOT_RECORD), g.st.s);
         assert_eq!(fx.word(field::CUR_RECORD), g.st.s);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// start_frame of a frame called from C (previous: an entry frame)
+
+/// `E.prev_instr` of the entry frame (never read by the fast path).
+const E_PREV_INSTR: u64 = 0x7f77_0000_0100;
+
+/// Makes `F2` an entry frame `E` (owner 3 between non-zero bytes, junk
+/// elsewhere) whose `previous` is `previous`.
+fn make_entry_frame(fx: &Fixture, previous: u64) -> u64 {
+    let e = fx.f2();
+    for off in (0..0x100).step_by(8) {
+        fx.write_u64(e + off, 0xe0e0_0000_0000_0000 | off);
+    }
+    fx.write_u64(e + PREVIOUS as u64, previous);
+    fx.write_u64(e + PREV_INSTR as u64, E_PREV_INSTR);
+    fx.write_u8(e + OWNER as u64, 3);
+    e
+}
+
+/// Turns a `start_frame` scenario into a call from C: `F.previous` is an
+/// entry frame `E` (`F2`) whose `previous` is the slot holder's frame `C`.
+fn from_c(fx: &Fixture) -> u64 {
+    let e = make_entry_frame(fx, fx.c());
+    fx.write_u64(fx.f() + PREVIOUS as u64, e);
+    e
+}
+
+/// Takes back the caller fix `start_expected`/`gen_expected` put in `e`:
+/// a call from C leaves the slot holder's bias, `last_n` and `expect` alone.
+fn undo_caller_fix(e: &mut Snapshot, before: &Snapshot, s: u64) {
+    for f in [hot::BIAS, hot::LAST_N, hot::EXPECT] {
+        e.set_rec_field(s, f, before.get(s + f as u64));
+    }
+}
+
+/// Runs `hook` on a `start_setup` + `from_c` state and checks a hit that
+/// applies no caller fix.
+fn check_start_from_c_hit(fx: &Fixture, hook: Hook, st: &Start, flags: u64, what: &str) {
+    let before = fx.snapshot();
+    let mut expected = start_expected(fx, st, &before);
+    undo_caller_fix(&mut expected, &before, st.s);
+    let s_before = fx.rec(st.s);
+    let out = fx.run(hook, start_regs(fx, hook, flags ^ st.last_n), flags, STACK);
+    out.assert_runtime_not_called();
+    out.assert_transparent();
+    fx.snapshot()
+        .assert_eq_to(&expected, &format!("{hook:?} call from C, {what}"));
+    assert_eq!(fx.rec(st.s), s_before, "the slot holder is untouched");
+}
+
+#[test]
+fn start_frame_from_c_pushes_without_caller_fix() {
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        for flags in FLAGS {
+            // S.last_n need not be non-zero (nor unmarked) for a call from C.
+            for last_n in [P + 0x40, P - 0x60, (P + 0x10) | 1, 0, 1] {
+                for s_is_top in [false, true] {
+                    let st = start_setup(&fx, last_n, 5, s_is_top);
+                    from_c(&fx);
+                    let what = format!("last_n {last_n:#x}, S top {s_is_top}");
+                    check_start_from_c_hit(&fx, hook, &st, flags, &what);
+                    let n = fx.rec(st.new_record());
+                    assert_eq!(
+                        (n.frame, n.last_n, n.expect, n.ord, n.bias, n.parent, n.flags),
+                        (fx.f(), Q, Q + 2, 0, 0, st.s, HOT_PENDING)
+                    );
+                    assert_eq!(fx.word(field::STACK_TOP), st.new_record());
+                    assert_eq!(fx.word(field::SLOT_RECORD), st.new_record());
+                    assert_eq!(fx.word(field::CUR_RECORD), st.new_record());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn start_frame_from_c_hit_variants() {
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        // The last usable record.
+        let st = start_setup(&fx, P + 2, 0, false);
+        from_c(&fx);
+        fx.set_word(field::STACK_LIMIT, st.new_record());
+        check_start_from_c_hit(&fx, hook, &st, FLAGS[0], "T + 64 == limit");
+        // C's own owner byte is irrelevant (only E's is read), even 3.
+        let st = start_setup(&fx, P + 2, 0, false);
+        from_c(&fx);
+        fx.write_u8(fx.c() + OWNER as u64, 3);
+        check_start_from_c_hit(&fx, hook, &st, FLAGS[1], "C.owner == 3");
+        // The gate does not matter.
+        let mut fx2 = Fixture::new();
+        fx2.map.descriptor().hooks_enabled = 0;
+        let st = start_setup(&fx2, P + 0x40, 5, false);
+        from_c(&fx2);
+        check_start_from_c_hit(&fx2, hook, &st, FLAGS[2], "hooks disabled");
+    }
+}
+
+#[test]
+fn start_frame_from_c_then_pop_restores_the_stack() {
+    // The record pushed for a call from C pops like any other; the slot
+    // holder only gets its ordinal bumped.
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        let st = start_setup(&fx, P + 0x40, 5, true);
+        from_c(&fx);
+        fx.set_word(field::LAST_POPPED, 0);
+        let s_before = fx.rec(st.s);
+        check_start_from_c_hit(&fx, hook, &st, FLAGS[1], "push");
+        let n = st.new_record();
+        let before = fx.snapshot();
+        let e = pop_expected(&before, Hook::ClearAndPop, n, fx.f());
+        let out = fx.run(Hook::ClearAndPop, pop_regs(1, fx.f()), FLAGS[0], STACK);
+        out.assert_runtime_not_called();
+        out.assert_transparent();
+        fx.snapshot()
+            .assert_eq_to(&e, &format!("{hook:?} ClearAndPop after a call from C"));
+        let s = fx.rec(st.s);
+        assert_eq!(
+            s,
+            Rec {
+                ord: s_before.ord + 1,
+                ..s_before
+            }
+        );
+    }
+}
+
+/// Each way a call from C can miss (on top of a `start_setup` + `from_c`
+/// state; `e` is the entry frame).
+type CSpoil = fn(&Fixture, &Start, u64);
+
+fn from_c_miss_cases() -> Vec<(&'static str, CSpoil)> {
+    vec![
+        ("E.owner 0", |fx, _, e| fx.write_u8(e + OWNER as u64, 0)),
+        ("E.owner 1", |fx, _, e| fx.write_u8(e + OWNER as u64, 1)),
+        ("E.owner 2", |fx, _, e| fx.write_u8(e + OWNER as u64, 2)),
+        ("E.owner 0x83", |fx, _, e| {
+            fx.write_u8(e + OWNER as u64, 0x83)
+        }),
+        ("E.owner 0, 3 in the neighbouring bytes", |fx, _, e| {
+            fx.write_u8(e + OWNER as u64 - 1, 3);
+            fx.write_u8(e + OWNER as u64, 0);
+            fx.write_u8(e + OWNER as u64 + 1, 3);
+        }),
+        ("E.previous == 0 (root activation)", |fx, _, e| {
+            fx.write_u64(e + PREVIOUS as u64, 0)
+        }),
+        ("E.previous == 0 and S.frame == 0", |fx, st, e| {
+            fx.write_u64(e + PREVIOUS as u64, 0);
+            write_field(st.s, hot::FRAME, 0);
+        }),
+        ("E.previous is another frame", |fx, _, e| {
+            fx.write_u64(e + PREVIOUS as u64, fx.c() + 0x40)
+        }),
+        ("E.previous differs by one bit", |fx, _, e| {
+            fx.write_u64(e + PREVIOUS as u64, fx.c() ^ (1 << 39))
+        }),
+        ("E.previous == E", |fx, _, e| {
+            fx.write_u64(e + PREVIOUS as u64, e)
+        }),
+        ("E.previous == F", |fx, _, e| {
+            fx.write_u64(e + PREVIOUS as u64, fx.f())
+        }),
+        ("S.frame == 0 (slot through the runtime)", |_, st, _| {
+            write_field(st.s, hot::FRAME, 0)
+        }),
+        ("stack full: limit == T + 63", |fx, st, _| {
+            fx.set_word(field::STACK_LIMIT, st.new_record() - 1)
+        }),
+        ("stack full: limit == 0", |fx, _, _| {
+            fx.set_word(field::STACK_LIMIT, 0)
+        }),
+        ("F owner 2", |fx, _, _| {
+            fx.write_u8(fx.f() + OWNER as u64, 2)
+        }),
+        ("F owner 3", |fx, _, _| {
+            fx.write_u8(fx.f() + OWNER as u64, 3)
+        }),
+        ("F owner 1 (generator unknown to the table)", |fx, _, _| {
+            fx.write_u8(fx.f() + OWNER as u64, 1)
+        }),
+    ]
+}
+
+/// The inline-call miss cases that stay misses for a call from C (those
+/// about `S.last_n` do not apply).
+fn inline_misses_for_c() -> Vec<(&'static str, Spoil)> {
+    start_miss_cases()
+        .into_iter()
+        .filter(|(what, _)| !what.starts_with("S.last_n"))
+        .collect()
+}
+
+#[test]
+fn start_frame_from_c_misses_call_the_runtime_and_change_nothing() {
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        for flags in FLAGS {
+            for last_n in [P + 0x40, 0] {
+                for (what, spoil) in from_c_miss_cases() {
+                    let st = start_setup(&fx, last_n, 5, false);
+                    let e = from_c(&fx);
+                    spoil(&fx, &st, e);
+                    let r = start_regs(&fx, hook, flags);
+                    let what = format!("call from C, last_n {last_n:#x}: {what}");
+                    check_untouched_slow(&fx, hook, r, flags, STACK, &what);
+                }
+            }
+            for (what, spoil) in inline_misses_for_c() {
+                let st = start_setup(&fx, P + 0x40, 5, false);
+                from_c(&fx);
+                spoil(&fx, &st);
+                let r = start_regs(&fx, hook, flags);
+                let what = format!("call from C: {what}");
+                check_untouched_slow(&fx, hook, r, flags, STACK, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn start_frame_from_c_misses_with_hooks_disabled_change_nothing() {
+    let mut fx = Fixture::new();
+    fx.map.descriptor().hooks_enabled = 0;
+    for hook in START_HOOKS {
+        for (what, spoil) in from_c_miss_cases() {
+            let st = start_setup(&fx, 0, 5, false);
+            let e = from_c(&fx);
+            spoil(&fx, &st, e);
+            let before = fx.snapshot();
+            let out = fx.run(hook, start_regs(&fx, hook, 7), FLAGS[1], STACK);
+            out.assert_runtime_not_called();
+            out.assert_transparent();
+            fx.snapshot()
+                .assert_eq_to(&before, &format!("{hook:?} call from C: {what}, disabled"));
+        }
+    }
+}
+
+/// Runs `hook` on a `gen_setup` + `from_c` state and checks a generator
+/// resume hit without the caller fix.
+fn check_gen_from_c_hit(fx: &Fixture, hook: Hook, g: &Gen, flags: u64, what: &str) {
+    let before = fx.snapshot();
+    let mut expected = gen_expected(fx, g, &before);
+    undo_caller_fix(&mut expected, &before, g.st.s);
+    let out = fx.run(
+        hook,
+        start_regs(fx, hook, flags ^ g.st.last_n),
+        flags,
+        STACK,
+    );
+    out.assert_runtime_not_called();
+    out.assert_transparent();
+    fx.snapshot().assert_eq_to(
+        &expected,
+        &format!("{hook:?} generator resumed from C, {what}"),
+    );
+}
+
+#[test]
+fn generator_resume_from_c_pushes_a_marker_without_caller_fix() {
+    // next(g), g.send(v), sum(genexpr): C code called by the slot holder's
+    // frame resumes the generator through an entry frame.
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        for flags in FLAGS {
+            for last_n in [P + 0x40, 0, 1] {
+                let g = gen_setup(&fx, last_n, 5, false);
+                from_c(&fx);
+                let s_before = fx.rec(g.st.s);
+                check_gen_from_c_hit(&fx, hook, &g, flags, &format!("last_n {last_n:#x}"));
+                assert_eq!(fx.rec(g.st.s), s_before);
+                let m = fx.rec(g.st.new_record());
+                assert_eq!(
+                    (m.frame, m.parent, m.flags, m.persistent),
+                    (fx.f(), g.st.s, MARKER, g.r)
+                );
+                let r = fx.rec(g.r);
+                assert_eq!((r.last_n, r.expect, r.ord, r.flags), (Q, Q + 2, 0, 0));
+                assert_eq!(fx.word(field::SLOT_RECORD), g.r);
+                assert_eq!(fx.word(field::CUR_RECORD), g.r);
+            }
+        }
+        // S the top, R with other flag bits.
+        let g = gen_setup(&fx, P, 1, true);
+        from_c(&fx);
+        fx.write_u64(
+            g.r + hot::FLAGS as u64,
+            HOT_GEN_IDLE | HOT_MEMO_RESET | 0x30,
+        );
+        check_gen_from_c_hit(&fx, hook, &g, FLAGS[1], "S == T, R.flags extra bits");
+        assert_eq!(fx.rec(g.r).flags, HOT_MEMO_RESET | 0x30);
+    }
+}
+
+#[test]
+fn generator_resume_from_c_misses_call_the_runtime_and_change_nothing() {
+    let fx = Fixture::new();
+    for hook in START_HOOKS {
+        for flags in FLAGS {
+            for (what, spoil) in gen_miss_cases()
+                .into_iter()
+                .filter(|(what, _)| !what.starts_with("S.last_n"))
+            {
+                let g = gen_setup(&fx, 0, 5, false);
+                from_c(&fx);
+                spoil(&fx, &g);
+                let r = start_regs(&fx, hook, flags);
+                let what = format!("generator from C: {what}");
+                check_untouched_slow(&fx, hook, r, flags, STACK, &what);
+            }
+            for (what, spoil) in from_c_miss_cases()
+                .into_iter()
+                .filter(|(what, _)| !what.starts_with("F owner"))
+            {
+                let g = gen_setup(&fx, P + 0x40, 5, false);
+                let e = from_c(&fx);
+                spoil(&fx, &g.st, e);
+                let r = start_regs(&fx, hook, flags);
+                let what = format!("generator from C: {what}");
+                check_untouched_slow(&fx, hook, r, flags, STACK, &what);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Current-frame stores back to an entry frame
+
+#[test]
+fn current_frame_store_to_an_entry_frame_deactivates_a_pending_marker() {
+    // The generator yields, returns or unwinds to the C code that resumed it:
+    // the new frame is the entry frame E, not the marker's parent's frame.
+    let fx = Fixture::new();
+    for hook in STORE_HOOKS {
+        for flags in FLAGS {
+            for (what, parent, parent_ord, r_flags) in [
+                ("parent below", fx.rec_addr(STORE_TOP - 1), 6, 0),
+                ("parent elsewhere", fx.lone(), 0, 0x30),
+                ("ordinal wraps", fx.rec_addr(STORE_TOP - 1), u64::MAX, 0),
+            ] {
+                for e_previous in [fx.c(), 0, fx.f2() + 0x40] {
+                    let (t, r) = marker_setup(&fx, hook, MARKER, parent, parent_ord, r_flags);
+                    let e = make_entry_frame(&fx, e_previous);
+                    let before = fx.snapshot();
+                    let expected = deactivate_expected(&before, t);
+                    let what = format!("{what}, E.previous {e_previous:#x}");
+                    check_store_fast(&fx, hook, e, flags, &expected, &what);
+                    assert_eq!(fx.rec(parent).ord, parent_ord.wrapping_add(1));
+                    let rec = fx.rec(r);
+                    assert_eq!((rec.ord, rec.flags), (0, r_flags | HOT_GEN_IDLE));
+                    assert_eq!(fx.rec(t).frame, 0);
+                    assert_eq!(fx.word(field::STACK_TOP), t - 64);
+                    assert_eq!(fx.word(field::SLOT_RECORD), parent);
+                    assert_eq!(fx.word(field::CUR_RECORD), parent);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn current_frame_store_to_a_non_entry_frame_from_a_generator_skips() {
+    // Only the owner byte itself counts; 0 is never dereferenced.
+    let fx = Fixture::new();
+    let parent = fx.rec_addr(STORE_TOP - 1);
+    for hook in STORE_HOOKS {
+        for flags in FLAGS {
+            for marker_flags in [MARKER, HOT_GEN] {
+                for owner in [0u8, 1, 2, 4, 0x83] {
+                    marker_setup(&fx, hook, marker_flags, parent, 6, 0);
+                    let e = make_entry_frame(&fx, fx.c());
+                    fx.write_u8(e + OWNER as u64 - 1, 3);
+                    fx.write_u8(e + OWNER as u64, owner);
+                    fx.write_u8(e + OWNER as u64 + 1, 3);
+                    let what = format!("marker flags {marker_flags}, owner {owner:#x}");
+                    check_store_skip(&fx, hook, e, flags, &what);
+                }
+                marker_setup(&fx, hook, marker_flags, parent, 6, 0);
+                check_store_skip(&fx, hook, 0, flags, "new 0");
+            }
+        }
+    }
+}
+
+#[test]
+fn current_frame_store_to_an_entry_frame_from_a_thread_frame_skips() {
+    let fx = Fixture::new();
+    for hook in STORE_HOOKS {
+        for flags in FLAGS {
+            for top_flags in [0, HOT_PENDING] {
+                store_setup(&fx, hook, top_flags, fx.f());
+                let e = make_entry_frame(&fx, fx.f());
+                check_store_skip(&fx, hook, e, flags, "thread top, new E");
+            }
+        }
+    }
+}
+
+#[test]
+fn current_frame_store_to_an_entry_frame_otherwise_calls_the_runtime() {
+    let fx = Fixture::new();
+    let parent = fx.rec_addr(STORE_TOP - 1);
+    for hook in STORE_HOOKS {
+        for flags in FLAGS {
+            let own = store_stack(hook, fx.tstate());
+            // An adopted marker: the runtime's.
+            marker_setup(&fx, hook, HOT_GEN, parent, 6, 0);
+            let e = make_entry_frame(&fx, fx.c());
+            let r = store_regs(hook, flags, e);
+            check_untouched_slow(&fx, hook, r, flags, own, "adopted marker, new E");
+            // Another thread.
+            marker_setup(&fx, hook, MARKER, parent, 6, 0);
+            let e = make_entry_frame(&fx, fx.c());
+            let r = store_regs(hook, flags, e);
+            let other = store_stack(hook, fx.tstate() + 0x1000);
+            check_untouched_slow(&fx, hook, r, flags, other, "other thread, new E");
+            // The frame being left is not the top's.
+            marker_setup(&fx, hook, MARKER, parent, 6, 0);
+            fx.set_thread_state(hook, fx.c());
+            let e = make_entry_frame(&fx, fx.c());
+            let r = store_regs(hook, flags, e);
+            check_untouched_slow(&fx, hook, r, flags, own, "old is not F, new E");
+        }
+    }
+}
+
+#[test]
+fn generator_resumed_from_c_round_trip() {
+    // C code called by C's frame (S) resumes F through the entry frame E:
+    // start_frame(F) (previous E: marker pushed, no caller fix), then F
+    // yields back to E (store of E: deactivation); then again.
+    let fx = Fixture::new();
+    for (start, store) in sequence_hooks() {
+        let g = gen_setup(&fx, P + 0x40, 5, false);
+        let e = from_c(&fx);
+        let before = fx.snapshot();
+        check_gen_from_c_hit(&fx, start, &g, FLAGS[2], "first resume");
+        let m = g.st.new_record();
+        fx.set_thread_state(store, fx.f());
+        let expected = deactivate_expected(&fx.snapshot(), m);
+        check_store_fast(&fx, store, e, FLAGS[0], &expected, "yield to E");
+        // Compared with before: S only got its ordinal bumped; R idle, primed,
+        // ordinal 0; the marker popped.
+        let mut ex = before.clone();
+        ex.set_rec_field(g.st.s, hot::ORD, 4);
+        ex.set_rec_field(m, hot::FRAME, 0);
+        ex.set_rec_field(m, hot::PARENT, g.st.s);
+        ex.set_rec_field(m, hot::FLAGS, MARKER);
+        ex.set_rec_field(m, hot::PERSISTENT, g.r);
+        ex.set_rec_field(g.r, hot::LAST_N, Q);
+        ex.set_rec_field(g.r, hot::EXPECT, Q + 2);
+        ex.set_rec_field(g.r, hot::ORD, 0);
+        ex.set_field(field::CUR_RECORD, g.st.s);
+        copy_thread_state(&fx, &mut ex);
+        fx.snapshot()
+            .assert_eq_to(&ex, &format!("{start:?}/{store:?} round trip from C"));
+        assert_eq!(fx.rec(g.r).flags, HOT_GEN_IDLE);
+        check_gen_from_c_hit(&fx, start, &g, FLAGS[1], "second resume");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HookFast::Pass
+
+const PASS_HOOKS: [Hook; 2] = [Hook::PassLive, Hook::PassDead];
+
+#[test]
+fn pass_always_skips_the_runtime() {
+    // Whatever the state (one that would hit, one that would miss, the gate
+    // on or off), nothing changes, the runtime is not called and the
+    // displaced instruction runs.
+    let mut fx = Fixture::new();
+    for enabled in [true, false] {
+        if !enabled {
+            fx.map.descriptor().hooks_enabled = 0;
+        }
+        for hook in PASS_HOOKS {
+            for flags in FLAGS {
+                for (what, seed) in [("start hit state", 1u64), ("miss state", 2)] {
+                    let st = start_setup(&fx, P + 0x40, 5, false);
+                    if seed == 2 {
+                        write_field(st.s, hot::FRAME, 0);
+                        fx.set_word(field::LAST_TSTATE, 0);
+                    }
+                    let before = fx.snapshot();
+                    let mut r = regs(seed ^ flags);
+                    r[RBX] = fx.f();
+                    r[RSI] = fx.f();
+                    let out = fx.run(hook, r, flags, store_stack(Hook::StoreLive, fx.tstate()));
+                    out.assert_runtime_not_called();
+                    out.assert_transparent();
+                    // Pass borrows nothing: every register but r11 is intact.
+                    for i in (0..16).filter(|&i| i != R11 && i != RSP) {
+                        assert_eq!(out.regs_out[i], out.regs_in[i], "{hook:?} register {i}");
+                    }
+                    if hook == Hook::PassDead {
+                        // Flags dead here, but Pass is a bare jump: unchanged too.
+                        assert_eq!(out.flags_out & FLAG_MASK, flags & FLAG_MASK);
+                    }
+                    fx.snapshot()
+                        .assert_eq_to(&before, &format!("{hook:?} {what}, enabled {enabled}"));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// _PyEval_EvalFrameDefault entry
+
+/// `F` (frame in rsi) with owner byte `owner`, `[F, gen_rec(1)]` at its
+/// table index when `in_table`; `gen_rec(1)` is `F`'s record with flags
+/// `r_flags`. Returns the record.
+fn eval_setup(fx: &Fixture, owner: u8, in_table: bool, r_flags: u64) -> u64 {
+    start_setup(fx, P + 0x40, 5, false);
+    fx.write_u8(fx.f() + OWNER as u64, owner);
+    let r = fx.gen_rec(1);
+    fx.set_rec(r, gen_record(fx, r_flags));
+    if in_table {
+        fx.set_table(table_index(fx.f()), fx.f(), r);
+    }
+    r
+}
+
+/// Runs the `EvalEntry` hook for `frame` and checks it was handled inline
+/// with the state becoming `expected`.
+fn check_eval_fast(fx: &Fixture, frame: u64, flags: u64, expected: &Snapshot, what: &str) {
+    let out = fx.run(Hook::EvalEntry, pop_regs(flags ^ 0x55, frame), flags, STACK);
+    out.assert_runtime_not_called();
+    out.assert_transparent();
+    fx.snapshot()
+        .assert_eq_to(expected, &format!("EvalEntry {what}"));
+}
+
+#[test]
+fn eval_entry_of_a_thread_frame_skips() {
+    let mut fx = Fixture::new();
+    for enabled in [true, false] {
+        if !enabled {
+            fx.map.descriptor().hooks_enabled = 0;
+        }
+        for flags in FLAGS {
+            // Known to the table or not, R idle or not: owner 0 needs nothing.
+            for (in_table, r_flags) in [(false, 0), (true, HOT_GEN_IDLE), (true, 0)] {
+                eval_setup(&fx, 0, in_table, r_flags);
+                let before = fx.snapshot();
+                let what = format!("owner 0, in table {in_table}, enabled {enabled}");
+                check_eval_fast(&fx, fx.f(), flags, &before, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_entry_of_a_known_generator_frame_flags_memo_reset() {
+    let mut fx = Fixture::new();
+    for enabled in [true, false] {
+        if !enabled {
+            fx.map.descriptor().hooks_enabled = 0;
+        }
+        for flags in FLAGS {
+            for r_flags in [
+                0,
+                HOT_GEN_IDLE,
+                HOT_GEN_IDLE | 0x30,
+                HOT_MEMO_RESET,
+                !HOT_MEMO_RESET,
+            ] {
+                let r = eval_setup(&fx, 1, true, r_flags);
+                let before = fx.snapshot();
+                let mut e = before.clone();
+                e.set_rec_field(r, hot::FLAGS, r_flags | HOT_MEMO_RESET);
+                let what = format!("R.flags {r_flags:#x}, enabled {enabled}");
+                check_eval_fast(&fx, fx.f(), flags, &e, &what);
+                let mut rec = gen_record(&fx, r_flags | HOT_MEMO_RESET);
+                rec.flags = r_flags | HOT_MEMO_RESET;
+                assert_eq!(fx.rec(r), rec);
+            }
+        }
+    }
+}
+
+/// Turns an `eval_setup(fx, 1, true, HOT_GEN_IDLE)` hit into a miss.
+type EvalSpoil = fn(&Fixture, u64);
+
+fn eval_miss_cases() -> Vec<(&'static str, EvalSpoil)> {
+    vec![
+        ("owner 2", |fx, _| fx.write_u8(fx.f() + OWNER as u64, 2)),
+        ("owner 3", |fx, _| fx.write_u8(fx.f() + OWNER as u64, 3)),
+        ("owner 0x81", |fx, _| {
+            fx.write_u8(fx.f() + OWNER as u64, 0x81)
+        }),
+        ("owner 0xff", |fx, _| {
+            fx.write_u8(fx.f() + OWNER as u64, 0xff)
+        }),
+        ("not in the table", |fx, _| {
+            fx.clear_table(table_index(fx.f()))
+        }),
+        ("table: entry frame 0", |fx, r| {
+            fx.set_table(table_index(fx.f()), 0, r)
+        }),
+        ("table: entry frame differs by one bit", |fx, r| {
+            fx.set_table(table_index(fx.f()), fx.f() ^ (1 << 37), r)
+        }),
+        ("table: F's pair at the next index", |fx, r| {
+            let i = table_index(fx.f());
+            fx.clear_table(i);
+            fx.set_table((i + 1) % GEN_TABLE_SIZE, fx.f(), r);
+        }),
+        ("R.frame == 0", |_, r| write_field(r, hot::FRAME, 0)),
+        ("R.frame is another frame", |fx, r| {
+            write_field(r, hot::FRAME, fx.f() + 0x40)
+        }),
+        ("R.frame differs by one bit", |fx, r| {
+            write_field(r, hot::FRAME, fx.f() ^ (1 << 43))
+        }),
+    ]
+}
+
+#[test]
+fn eval_entry_misses_call_the_runtime_and_change_nothing() {
+    let fx = Fixture::new();
+    for flags in FLAGS {
+        for (what, spoil) in eval_miss_cases() {
+            let r = eval_setup(&fx, 1, true, HOT_GEN_IDLE);
+            spoil(&fx, r);
+            let regs_in = pop_regs(flags, fx.f());
+            check_untouched_slow(&fx, Hook::EvalEntry, regs_in, flags, STACK, what);
+        }
+    }
+    // Owner 1 in a neighbouring byte of an owner-0x80 frame.
+    eval_setup(&fx, 0x80, true, HOT_GEN_IDLE);
+    fx.write_u8(fx.f() + OWNER as u64 - 1, 1);
+    fx.write_u8(fx.f() + OWNER as u64 + 1, 0);
+    let regs_in = pop_regs(9, fx.f());
+    check_untouched_slow(&fx, Hook::EvalEntry, regs_in, FLAGS[0], STACK, "owner 0x80");
+}
+
+#[test]
+fn eval_entry_misses_with_hooks_disabled_change_nothing() {
+    let mut fx = Fixture::new();
+    fx.map.descriptor().hooks_enabled = 0;
+    for (what, spoil) in eval_miss_cases() {
+        let r = eval_setup(&fx, 1, true, HOT_GEN_IDLE);
+        spoil(&fx, r);
+        let before = fx.snapshot();
+        check_eval_fast(&fx, fx.f(), FLAGS[1], &before, &format!("{what}, disabled"));
     }
 }

@@ -7,6 +7,8 @@ use super::state::MEMO_ORD_UNSET;
 use super::view::FrameView;
 use super::{Engine, EngineError};
 use crate::ids::{self, FramePair};
+use retrace_abi::HOT_MEMO_RESET;
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Engine {
     /// The seen thread-space of `thread` for `space`, `None` when missing or
@@ -108,6 +110,11 @@ impl Engine {
         for (p, &f) in frames.iter().enumerate() {
             let (instr, ord) = (words[2 * p], words[2 * p + 1]);
             if let Some(state) = self.frames.get_mut(&f.0) {
+                // An E2 reset the eval-entry fast path recorded (§8.2).
+                if state.hot.flags.load(Relaxed) & HOT_MEMO_RESET != 0 {
+                    state.hot.flags.fetch_and(!HOT_MEMO_RESET, Relaxed);
+                    state.reset_memo();
+                }
                 let same_space = state.memo_space == Some(sref);
                 if !same_space || state.memo_instr != instr {
                     common = common.min(2 * p);
