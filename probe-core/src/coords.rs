@@ -362,15 +362,6 @@ pub struct Coords {
     pub untracked_dispatches: u64,
 }
 
-/// Bytes from an instruction with opcode `op` to its natural successor.
-fn width(tables: &OpcodeTables, flags: &[u8; 256], op: u8) -> u64 {
-    if flags[usize::from(op)] & OPCODE_SUPERINSTRUCTION != 0 {
-        4
-    } else {
-        2 * (1 + u64::from(tables.caches_of(op)))
-    }
-}
-
 impl Coords {
     /// The state for a rewritten library described by `descriptor`; `None`
     /// when it lacks what the engine needs.
@@ -447,7 +438,7 @@ impl Coords {
     }
 
     /// Points the stubs at `frame`'s record when `tstate` ran the last boundary.
-    fn publish_for(&self, _descriptor: &LiveDescriptor, tstate: u64, frame: Option<FrameKey>) {
+    fn publish_for(&self, tstate: u64, frame: Option<FrameKey>) {
         if tstate != self.last_thread {
             return;
         }
@@ -515,11 +506,13 @@ impl Coords {
     /// since the runtime last ran for it (see `trampolines::hook_fast`).
     /// Every runtime entry does this first, so the engine sees every frame.
     fn adopt(&mut self, tstate: u64) {
-        let Some(top) = self.stack_top(tstate) else {
-            return;
-        };
         let Some(stack) = self.stacks.get(&tstate) else {
             return;
+        };
+        let top = if tstate == self.last_thread {
+            self.words.stack_top.load(Relaxed)
+        } else {
+            stack.top
         };
         let size = std::mem::size_of::<HotFrame>() as u64;
         let mut at = stack.adopted;
@@ -561,30 +554,35 @@ impl Coords {
     /// `tstate`'s record stack, if the fast path resumed it and the runtime
     /// adopted that.
     fn pop_marker(&mut self, tstate: u64, frame: FrameKey) {
-        let Some(marker) = self.markers.remove(&frame.0) else {
-            return;
-        };
-        let size = std::mem::size_of::<HotFrame>() as u64;
+        if let Some(marker) = self.markers.remove(&frame.0) {
+            self.pop_record(tstate, marker);
+        }
+    }
+
+    /// Pops the record at `address` off `tstate`'s record stack when it is
+    /// the top (a frame above it outliving it would be a fast-path bug: the
+    /// stack is then left as it is), clearing it so that it matches nothing.
+    fn pop_record(&mut self, tstate: u64, address: u64) {
         let published = tstate == self.last_thread;
-        let top = match self.stack_top(tstate) {
-            Some(t) => t,
-            None => return,
+        let Some(top) = self.stack_top(tstate) else {
+            return;
         };
         let Some(stack) = self.stacks.get_mut(&tstate) else {
             return;
         };
-        if top != marker {
+        if top != address {
             return;
         }
-        if let Some(rec) = stack.record(marker) {
+        if let Some(rec) = stack.record(address) {
             rec.frame.store(0, Relaxed);
             rec.flags.store(0, Relaxed);
         }
-        stack.adopted = stack.adopted.min(marker - size);
+        let below = address - std::mem::size_of::<HotFrame>() as u64;
+        stack.adopted = stack.adopted.min(below);
         if published {
-            self.words.stack_top.store(marker - size, Relaxed);
+            self.words.stack_top.store(below, Relaxed);
         } else {
-            stack.top = marker - size;
+            stack.top = below;
         }
     }
 
@@ -604,7 +602,7 @@ impl Coords {
 
     /// Forgets `frame`, unpublishing its record if the stubs use it; a
     /// stack record (necessarily its stack's top) is popped.
-    fn forget(&mut self, _descriptor: &LiveDescriptor, tstate: u64, frame: FrameKey) {
+    fn forget(&mut self, tstate: u64, frame: FrameKey) {
         self.gens.remove(frame);
         self.pop_marker(tstate, frame);
         let Some((hot, stacked)) = self.engine.forget_frame(frame) else {
@@ -622,43 +620,15 @@ impl Coords {
                 .slot_record
                 .store(record_address(&NO_RECORD), Relaxed);
         }
-        if !stacked {
-            return;
-        }
-        hot.frame.store(0, Relaxed);
-        let size = std::mem::size_of::<HotFrame>() as u64;
-        let below = address - size;
-        let published = tstate == self.last_thread;
-        let Some(stack) = self.stacks.get_mut(&tstate) else {
-            return;
-        };
-        let top = if published {
-            self.words.stack_top.load(Relaxed)
-        } else {
-            stack.top
-        };
-        if top != address {
-            // Not the top: a frame above it outlived it, which the fast
-            // paths never produce; keep the stack as it is.
-            return;
-        }
-        stack.adopted = stack.adopted.min(below);
-        if published {
-            self.words.stack_top.store(below, Relaxed);
-        } else {
-            stack.top = below;
+        if stacked {
+            hot.frame.store(0, Relaxed);
+            self.pop_record(tstate, address);
         }
     }
 
     /// A dispatch that reached the runtime: the boundary before the
     /// instruction at `next_instr` (opcode `opcode`) of the frame.
-    pub fn on_dispatch(
-        &mut self,
-        descriptor: &LiveDescriptor,
-        regs: &SavedRegisters,
-        opcode: u8,
-        stack: &impl Memory,
-    ) {
+    pub fn on_dispatch(&mut self, regs: &SavedRegisters, opcode: u8, stack: &impl Memory) {
         let memory = InterpreterMemory;
         let (Some(tstate), Some(frame), Some(n_ptr)) = (
             self.layout.tstate.read(regs, stack).filter(|&t| t != 0),
@@ -683,22 +653,9 @@ impl Coords {
                 .store(record_address(&NO_RECORD), Relaxed);
             return;
         }
-        let view = live(self.offsets, &memory);
-        let q_ptr = view.prev_instr(frame);
-        let q = view.index_of(frame, q_ptr);
-        let n = view.index_of(frame, n_ptr);
         let Some(hot) = self.hot(frame) else { return };
-        let cached = hot.last_n.load(Relaxed) == q_ptr && hot.expect.load(Relaxed) == n_ptr;
-        if !cached {
-            let op_q = if q >= 0 {
-                (memory.read_u64(q_ptr).unwrap_or(0) & 0xff) as u8
-            } else {
-                0
-            };
-            if let Some(site) = infer_dispatch(&self.tables, q, n, op_q).site {
-                self.engine.bias_site(frame, site.source, site.dest);
-            }
-        }
+        self.apply_transfer(frame, hot, n_ptr);
+        let n = live(self.offsets, &memory).index_of(frame, n_ptr);
         let view = LiveView {
             offsets: self.offsets,
             memory: &memory,
@@ -708,16 +665,16 @@ impl Coords {
         let marker = u64::from(self.flags[usize::from(opcode)] & OPCODE_SEND != 0);
         hot.last_n.store(n_ptr | marker, Relaxed);
         hot.expect.store(
-            n_ptr.wrapping_add(width(&self.tables, &self.flags, opcode)),
+            // Code units to the natural successor, as bytes.
+            n_ptr.wrapping_add(2 * self.tables.fall_through(0, opcode) as u64),
             Relaxed,
         );
-        self.publish_for(descriptor, tstate, Some(frame));
+        self.publish_for(tstate, Some(frame));
     }
 
     /// A hook fired.
     pub fn on_hook(
         &mut self,
-        descriptor: &LiveDescriptor,
         kind: HookKind,
         arg: u32,
         regs: &SavedRegisters,
@@ -755,7 +712,7 @@ impl Coords {
                 else {
                     return;
                 };
-                self.start_frame(descriptor, tstate, FrameKey(frame), kind, &memory);
+                self.start_frame(tstate, FrameKey(frame), kind, &memory);
             }
             HookKind::EvalBreaker => {
                 let (Some(frame), Some(tstate), Some(n_ptr)) = (
@@ -771,7 +728,7 @@ impl Coords {
                 let (Some(new), Some(tstate)) = (reg(arg), loop_tstate()) else {
                     return;
                 };
-                self.current_frame_store(descriptor, tstate, new, &memory);
+                self.current_frame_store(tstate, new, &memory);
             }
             HookKind::FrameClearAndPop | HookKind::ThreadStatePopFrame => {
                 let (tstate, frame) = (regs.gpr[RDI], FrameKey(regs.gpr[RSI]));
@@ -779,8 +736,8 @@ impl Coords {
                     let thread = self.ensure_thread(tstate, &memory);
                     self.deactivate(tstate, thread, frame, false);
                     let caller = live(self.offsets, &memory).previous(frame);
-                    self.forget(descriptor, tstate, frame);
-                    self.publish_for(descriptor, tstate, caller);
+                    self.forget(tstate, frame);
+                    self.publish_for(tstate, caller);
                 }
             }
             HookKind::FrameCopy => {
@@ -807,7 +764,6 @@ impl Coords {
     /// E1 + E3 at `start_frame` / the throw entry.
     fn start_frame(
         &mut self,
-        descriptor: &LiveDescriptor,
         tstate: u64,
         frame: FrameKey,
         kind: HookKind,
@@ -836,7 +792,7 @@ impl Coords {
                 self.inlined_call_fix(caller, memory);
             }
         }
-        self.publish_for(descriptor, tstate, Some(frame));
+        self.publish_for(tstate, Some(frame));
     }
 
     /// DESIGN-NOTES §4.1: a frame entered inline from the Python frame
@@ -867,10 +823,21 @@ impl Coords {
     fn settle(&mut self, tstate: u64, frame: FrameKey, n_ptr: u64, memory: &InterpreterMemory) {
         self.ensure_thread(tstate, memory);
         let Some(hot) = self.hot(frame) else { return };
-        let view = live(self.offsets, memory);
+        let q_ptr = self.apply_transfer(frame, hot, n_ptr);
+        hot.last_n.store(q_ptr, Relaxed);
+        hot.expect.store(n_ptr, Relaxed);
+    }
+
+    /// The bias site (if any) of the transfer `prev_instr → n_ptr` of
+    /// `frame` (rules R0–R3 with the opcode at `prev_instr`, DESIGN-NOTES
+    /// §4), unless `hot` already caches it as straight-line (the stubs' rule,
+    /// or a transfer settled earlier). Returns `prev_instr`.
+    fn apply_transfer(&mut self, frame: FrameKey, hot: &HotFrame, n_ptr: u64) -> u64 {
+        let memory = InterpreterMemory;
+        let view = live(self.offsets, &memory);
         let q_ptr = view.prev_instr(frame);
         if hot.last_n.load(Relaxed) == q_ptr && hot.expect.load(Relaxed) == n_ptr {
-            return;
+            return q_ptr;
         }
         let (q, n) = (view.index_of(frame, q_ptr), view.index_of(frame, n_ptr));
         let op_q = if q >= 0 {
@@ -881,8 +848,7 @@ impl Coords {
         if let Some(site) = infer_dispatch(&self.tables, q, n, op_q).site {
             self.engine.bias_site(frame, site.source, site.dest);
         }
-        hot.last_n.store(q_ptr, Relaxed);
-        hot.expect.store(n_ptr, Relaxed);
+        q_ptr
     }
 
     /// A store to `cframe.current_frame`: when the new current frame is
@@ -892,13 +858,7 @@ impl Coords {
     /// is not running yet (fresh, or a suspended generator), whose start is
     /// the `start_frame` hook's business. (`new->previous` cannot tell the
     /// two apart: the compiler may store it after `current_frame`.)
-    fn current_frame_store(
-        &mut self,
-        descriptor: &LiveDescriptor,
-        tstate: u64,
-        new: u64,
-        memory: &InterpreterMemory,
-    ) {
+    fn current_frame_store(&mut self, tstate: u64, new: u64, memory: &InterpreterMemory) {
         let view = live(self.offsets, memory);
         let Some(old) = view.innermost(ThreadKey(tstate)) else {
             return;
@@ -912,7 +872,7 @@ impl Coords {
         let thread = self.ensure_thread(tstate, memory);
         let suspended = view.is_generator(old);
         self.deactivate(tstate, thread, old, suspended);
-        self.publish_for(descriptor, tstate, Some(FrameKey(new)));
+        self.publish_for(tstate, Some(FrameKey(new)));
     }
 
     /// The thread state announced for `tstate` (the caller's own, current).
@@ -974,11 +934,7 @@ impl Coords {
     pub fn thread_delta(&mut self, caller: u64, space: u32) -> Result<Option<Vec<u64>>, ApiError> {
         let me = self.current(caller)?;
         let memory = InterpreterMemory;
-        let view = LiveView {
-            offsets: self.offsets,
-            memory: &memory,
-            executing: None,
-        };
+        let view = live(self.offsets, &memory);
         self.engine
             .thread_delta(&view, me, space)
             .map_err(|_| ApiError::UnknownThread)
@@ -1012,11 +968,7 @@ impl Coords {
     pub fn enter_space(&mut self, caller: u64, space: u32) -> Result<(), ApiError> {
         let me = self.current(caller)?;
         let memory = InterpreterMemory;
-        let view = LiveView {
-            offsets: self.offsets,
-            memory: &memory,
-            executing: None,
-        };
+        let view = live(self.offsets, &memory);
         let entered = self
             .engine
             .enter(&view, me, space)

@@ -101,7 +101,7 @@ impl Runtime {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         if let (Some(mut coords), Ok(op)) = (self.lock(), u8::try_from(opcode)) {
-            coords.on_dispatch(&self.descriptor, regs, op, stack);
+            coords.on_dispatch(regs, op, stack);
         }
         0
     }
@@ -116,7 +116,7 @@ impl Runtime {
         };
         self.counters.hooks[kind as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(mut coords) = self.lock() {
-            coords.on_hook(&self.descriptor, kind, hook.arg, regs, stack);
+            coords.on_hook(kind, hook.arg, regs, stack);
         }
         0
     }
