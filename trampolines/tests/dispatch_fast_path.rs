@@ -24,12 +24,15 @@
 //! `regs[16..32]` the state the handler returned with.
 
 mod common;
+#[path = "common/thunk.rs"]
+mod thunk;
 
 use common::Mapping;
 use proptest::prelude::*;
 use retrace_abi::{field, Descriptor, HotFrame, SavedRegisters, HOT_PENDING};
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::SeqCst;
+use thunk::{red_zone_word, thunk_bytes as stack_thunk_bytes, ThunkCtx};
 use trampolines::{generate, DispatchRegisters, ProgramInput, StubRequest};
 
 // The real 3.12 layout.
@@ -950,7 +953,6 @@ proptest! {
 // and the handler is `mov [handler_rsp], rsp; add qword [handler_count], 1; ret`.
 
 use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
-use std::mem::offset_of;
 
 /// `INTERPRETER_EXIT`'s opcode in 3.12.
 const EXIT_OPCODE: u8 = 3;
@@ -969,93 +971,8 @@ const X_CTX_OFF: usize = 0x2400;
 const TSTATE: u64 = 0x7f10_7575_0000;
 const OTHER_TSTATE: u64 = 0x7f10_7575_1000;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct XCtx {
-    regs_in: [u64; 16],
-    regs_out: [u64; 16],
-    flags_in: u64,
-    flags_out: u64,
-    target: u64,
-    stack: [u64; 8],
-    saved_rsp: u64,
-    hook_rsp: u64,
-    red_zone: [u64; 16],
-}
-
-fn x_red_zone_word(k: usize) -> u64 {
-    0x5ed0_0000_0000_0000 | (k as u64 * 0x0101_0101)
-}
-
-// `Rq(register number)` expands to a conversion clippy finds redundant.
-#[allow(clippy::useless_conversion)]
-fn x_thunk_bytes(base: usize, ctx: usize) -> Vec<u8> {
-    let at = |off: usize| ctx + off;
-    let saved_rsp = at(offset_of!(XCtx, saved_rsp));
-    let hook_rsp = at(offset_of!(XCtx, hook_rsp));
-    let flags_in = at(offset_of!(XCtx, flags_in));
-    let flags_out = at(offset_of!(XCtx, flags_out));
-    let target = at(offset_of!(XCtx, target));
-    let mut a = VecAssembler::<X64Relocation>::new(base);
-    let back = a.new_dynamic_label();
-    dynasm!(a
-        ; .arch x64
-        ; push rbx
-        ; push rbp
-        ; push r12
-        ; push r13
-        ; push r14
-        ; push r15
-        ; mov QWORD [extern saved_rsp], rsp
-    );
-    for k in (0..8).rev() {
-        let w = at(offset_of!(XCtx, stack) + 8 * k);
-        dynasm!(a ; .arch x64 ; push QWORD [extern w]);
-    }
-    dynasm!(a
-        ; .arch x64
-        ; lea rax, [=>back]
-        ; push rax
-        ; mov QWORD [extern hook_rsp], rsp
-        ; push QWORD [extern flags_in]
-        ; popfq
-    );
-    for k in 1..=16usize {
-        let v = x_red_zone_word(k) as i64;
-        let d = -8 * k as i32;
-        dynasm!(a ; .arch x64 ; mov rax, QWORD v ; mov QWORD [rsp + d], rax);
-    }
-    for r in (0u8..16).filter(|&r| usize::from(r) != RSP) {
-        let w = at(offset_of!(XCtx, regs_in) + 8 * usize::from(r));
-        dynasm!(a ; .arch x64 ; mov Rq(r), QWORD [extern w]);
-    }
-    dynasm!(a ; .arch x64 ; jmp QWORD [extern target] ; =>back);
-    for r in 0u8..16 {
-        let w = at(offset_of!(XCtx, regs_out) + 8 * usize::from(r));
-        dynasm!(a ; .arch x64 ; mov QWORD [extern w], Rq(r));
-    }
-    dynasm!(a ; .arch x64 ; mov rcx, QWORD [extern hook_rsp]);
-    for k in 1..=16usize {
-        let w = at(offset_of!(XCtx, red_zone) + 8 * (k - 1));
-        let d = -8 * k as i32;
-        dynasm!(a ; .arch x64 ; mov rax, QWORD [rcx + d] ; mov QWORD [extern w], rax);
-    }
-    dynasm!(a
-        ; .arch x64
-        ; pushfq
-        ; pop QWORD [extern flags_out]
-        ; cld
-        ; mov rsp, QWORD [extern saved_rsp]
-        ; pop r15
-        ; pop r14
-        ; pop r13
-        ; pop r12
-        ; pop rbp
-        ; pop rbx
-        ; ret
-    );
-    a.finalize().unwrap()
-}
+/// The exit thunk's context block (at `X_CTX_OFF`): eight stack words above H.
+type XCtx = ThunkCtx<8>;
 
 fn x_handler_bytes(base: usize, count: usize, rsp_word: usize) -> Vec<u8> {
     let mut a = VecAssembler::<X64Relocation>::new(base);
@@ -1120,7 +1037,8 @@ impl ExitFixture {
         );
         assert!(HANDLER_OFF + handler.len() <= THUNK_OFF);
         map.write(HANDLER_OFF, &handler);
-        let thunk = x_thunk_bytes(map.addr(THUNK_OFF) as usize, map.addr(X_CTX_OFF) as usize);
+        let thunk =
+            stack_thunk_bytes::<8>(map.addr(THUNK_OFF) as usize, map.addr(X_CTX_OFF) as usize);
         assert!(THUNK_OFF + thunk.len() <= TEXT_OFF);
         map.write(THUNK_OFF, &thunk);
         const { assert!(X_CTX_OFF + std::mem::size_of::<XCtx>() <= CODE_OFF) };
@@ -1282,7 +1200,7 @@ impl XOutcome {
         for (k, w) in self.red_zone.iter().enumerate() {
             assert_eq!(
                 *w,
-                x_red_zone_word(k + 1),
+                red_zone_word(k + 1),
                 "red zone word [H - {}]",
                 8 * (k + 1)
             );

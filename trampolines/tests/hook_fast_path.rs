@@ -51,15 +51,16 @@
 //! the state before with exactly the expected words changed.
 
 mod common;
+#[path = "common/thunk.rs"]
+mod thunk;
 
 use common::Mapping;
-use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 use retrace_abi::{
     field, hook_bit, hot, Descriptor, HookKind, SavedRegisters, GEN_TABLE_SIZE, HOT_GEN,
     HOT_GEN_IDLE, HOT_MEMO_RESET, HOT_PENDING,
 };
 use std::cell::RefCell;
-use std::mem::offset_of;
+use thunk::{red_zone_word, thunk_bytes, ThunkCtx};
 use trampolines::{generate, DispatchRegisters, HookFast, HookRequest, ProgramInput};
 
 // 3.12 `_PyInterpreterFrame` offsets.
@@ -297,98 +298,8 @@ const START_HOOKS: [Hook; 5] = [
 ];
 const STORE_HOOKS: [Hook; 2] = [Hook::StoreLive, Hook::StoreDead];
 
-/// The thunk's context block (at `CTX_OFF`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct Ctx {
-    regs_in: [u64; 16],
-    regs_out: [u64; 16],
-    flags_in: u64,
-    flags_out: u64,
-    target: u64,
-    /// `[H + 8 + 8k]` of the hooked code.
-    stack: [u64; 4],
-    saved_rsp: u64,
-    /// The hooked code's rsp (H).
-    hook_rsp: u64,
-    /// `[H − 8k]` after the hook, k = 1..=16.
-    red_zone: [u64; 16],
-}
-
-fn red_zone_word(k: usize) -> u64 {
-    0x5ed0_0000_0000_0000 | (k as u64 * 0x0101_0101)
-}
-
-/// The thunk described in the module doc, assembled for `base`, using the
-/// context block at `ctx`.
-// `Rq(register number)` expands to a conversion clippy finds redundant.
-#[allow(clippy::useless_conversion)]
-fn thunk_bytes(base: usize, ctx: usize) -> Vec<u8> {
-    let at = |off: usize| ctx + off;
-    let saved_rsp = at(offset_of!(Ctx, saved_rsp));
-    let hook_rsp = at(offset_of!(Ctx, hook_rsp));
-    let flags_in = at(offset_of!(Ctx, flags_in));
-    let flags_out = at(offset_of!(Ctx, flags_out));
-    let target = at(offset_of!(Ctx, target));
-    let mut a = VecAssembler::<X64Relocation>::new(base);
-    let back = a.new_dynamic_label();
-    dynasm!(a
-        ; .arch x64
-        ; push rbx
-        ; push rbp
-        ; push r12
-        ; push r13
-        ; push r14
-        ; push r15
-        ; mov QWORD [extern saved_rsp], rsp
-    );
-    for k in (0..4).rev() {
-        let w = at(offset_of!(Ctx, stack) + 8 * k);
-        dynasm!(a ; .arch x64 ; push QWORD [extern w]);
-    }
-    dynasm!(a
-        ; .arch x64
-        ; lea rax, [=>back]
-        ; push rax
-        ; mov QWORD [extern hook_rsp], rsp
-        ; push QWORD [extern flags_in]
-        ; popfq
-    );
-    for k in 1..=16usize {
-        let v = red_zone_word(k) as i64;
-        let d = -8 * k as i32;
-        dynasm!(a ; .arch x64 ; mov rax, QWORD v ; mov QWORD [rsp + d], rax);
-    }
-    for r in (0u8..16).filter(|&r| usize::from(r) != RSP) {
-        let w = at(offset_of!(Ctx, regs_in) + 8 * usize::from(r));
-        dynasm!(a ; .arch x64 ; mov Rq(r), QWORD [extern w]);
-    }
-    dynasm!(a ; .arch x64 ; jmp QWORD [extern target] ; =>back);
-    for r in 0u8..16 {
-        let w = at(offset_of!(Ctx, regs_out) + 8 * usize::from(r));
-        dynasm!(a ; .arch x64 ; mov QWORD [extern w], Rq(r));
-    }
-    for k in 1..=16usize {
-        let w = at(offset_of!(Ctx, red_zone) + 8 * (k - 1));
-        let d = -8 * k as i32;
-        dynasm!(a ; .arch x64 ; mov rax, QWORD [rsp + d] ; mov QWORD [extern w], rax);
-    }
-    dynasm!(a
-        ; .arch x64
-        ; pushfq
-        ; pop QWORD [extern flags_out]
-        ; cld
-        ; mov rsp, QWORD [extern saved_rsp]
-        ; pop r15
-        ; pop r14
-        ; pop r13
-        ; pop r12
-        ; pop rbp
-        ; pop rbx
-        ; ret
-    );
-    a.finalize().unwrap()
-}
+/// The thunk's context block (at `CTX_OFF`): four stack words above H.
+type Ctx = ThunkCtx<4>;
 
 /// A runtime call: hook index and the registers it saw.
 type RuntimeCall = (u64, SavedRegisters);
@@ -584,7 +495,7 @@ impl Fixture {
             patch.extend_from_slice(&[0xcc, 0xcc]);
             map.write(SITES_OFF + SITE_STRIDE * i, &patch);
         }
-        let thunk = thunk_bytes(map.addr(THUNK_OFF) as usize, map.addr(CTX_OFF) as usize);
+        let thunk = thunk_bytes::<4>(map.addr(THUNK_OFF) as usize, map.addr(CTX_OFF) as usize);
         assert!(THUNK_OFF + thunk.len() <= TEXT_OFF);
         map.write(THUNK_OFF, &thunk);
         // The generator table: junk pairs whose frames match nothing.
