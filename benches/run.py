@@ -175,14 +175,16 @@ def bench_env() -> Dict[str, str]:
     return env
 
 
-def _run(cmd: List[str], what: str) -> subprocess.CompletedProcess:
+def _run(cmd: List[str], what: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    env = bench_env()
+    env.update(extra_env or {})
     try:
         out = subprocess.run(
             cmd,
             capture_output=True,
             text=True,
             cwd=WORKLOAD_DIR,
-            env=bench_env(),
+            env=env,
             stdin=subprocess.DEVNULL,
             timeout=RUN_TIMEOUT_S,
         )
@@ -228,7 +230,9 @@ def parse_callgrind_ir(stderr: str) -> int:
     raise BenchError("could not find 'Collected :' or 'I refs:' in callgrind output:\n" + stderr[-2000:])
 
 
-def callgrind_ir(valgrind: str, interp: str, workload: Workload, size: int, what: str) -> Tuple[int, str]:
+def callgrind_ir(
+    valgrind: str, interp: str, workload: Workload, size: int, what: str, extra_env: Optional[Dict[str, str]] = None
+) -> Tuple[int, str]:
     with tempfile.TemporaryDirectory(prefix="bench_cg.") as tmp:
         cmd = [
             valgrind,
@@ -239,7 +243,7 @@ def callgrind_ir(valgrind: str, interp: str, workload: Workload, size: int, what
             workload.path,
             str(size),
         ]
-        out = _run(cmd, what)
+        out = _run(cmd, what, extra_env)
     return parse_callgrind_ir(out.stderr), checksum_line(out.stdout, what)
 
 

@@ -17,7 +17,7 @@
 pub const MAGIC: [u8; 8] = *b"RETRACE1";
 
 /// Bumped whenever the layout of [`Descriptor`] changes.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// File name of the runtime library added as `DT_NEEDED`.
 pub const RUNTIME_SONAME: &str = "libretrace_rt.so";
@@ -180,6 +180,11 @@ pub enum DetourKind {
     HashPointer = 1,
     /// The generic deallocation entry `_Py_Dealloc`.
     Dealloc = 2,
+    /// `PyThreadState_Clear`: natural completion and scheduling-state clear.
+    ThreadStateClear = 3,
+    /// `PyThreadState_SetAsyncExc`: its `id` is a Retrace id or a native
+    /// ident (SEMANTICS §9.5).
+    SetAsyncExc = 4,
 }
 
 impl DetourKind {
@@ -187,6 +192,8 @@ impl DetourKind {
         Some(match v {
             1 => DetourKind::HashPointer,
             2 => DetourKind::Dealloc,
+            3 => DetourKind::ThreadStateClear,
+            4 => DetourKind::SetAsyncExc,
             _ => return None,
         })
     }
@@ -347,7 +354,17 @@ pub struct Descriptor {
     /// *runtime*: address of the generator table, `GEN_TABLE_SIZE` pairs
     /// `(frame, record)`; a pair whose frame does not match means "not known".
     pub gen_table: u64,
-    pub reserved_hot2: [u64; 3],
+    /// *runtime*: set to 1 by `rt_dispatch` when a Retrace callback raised at the
+    /// boundary (the exception is set, the frame's `prev_instr` and `stacktop` are
+    /// written); the stub clears it and enters the error path at `raise_entry`
+    /// instead of the handler. Read only right after the runtime returned, with
+    /// the GIL still held.
+    pub raise_pending: u64,
+    /// Link-time address of the raise entry the stubs jump to (0 when the
+    /// rewriter found none: callback exceptions cannot propagate, and the runtime
+    /// reports them as unraisable instead).
+    pub raise_entry: u64,
+    pub reserved_hot2: [u64; 1],
     /// Number of dispatches that took a stub's slow path, per opcode.
     pub dispatch_counts: [u64; 256],
     pub py_version_hex: u32,
@@ -392,7 +409,9 @@ impl Descriptor {
             stack_limit: 0,
             last_popped: 0,
             gen_table: 0,
-            reserved_hot2: [0; 3],
+            raise_pending: 0,
+            raise_entry: 0,
+            reserved_hot2: [0; 1],
             dispatch_counts: [0; 256],
             py_version_hex: 0,
             hook_count: 0,
@@ -448,6 +467,8 @@ pub mod field {
     pub const STACK_LIMIT: usize = offset_of!(Descriptor, stack_limit);
     pub const LAST_POPPED: usize = offset_of!(Descriptor, last_popped);
     pub const GEN_TABLE: usize = offset_of!(Descriptor, gen_table);
+    pub const RAISE_PENDING: usize = offset_of!(Descriptor, raise_pending);
+    pub const RAISE_ENTRY: usize = offset_of!(Descriptor, raise_entry);
     pub const DISPATCH_COUNTS: usize = offset_of!(Descriptor, dispatch_counts);
     pub const DETOURS: usize = offset_of!(Descriptor, detours);
     pub const DETOUR_TARGETS: usize = offset_of!(Descriptor, detour_targets);
@@ -508,11 +529,16 @@ mod tests {
 
     #[test]
     fn detour_kinds_round_trip() {
-        for k in [DetourKind::HashPointer, DetourKind::Dealloc] {
+        for k in [
+            DetourKind::HashPointer,
+            DetourKind::Dealloc,
+            DetourKind::ThreadStateClear,
+            DetourKind::SetAsyncExc,
+        ] {
             assert_eq!(DetourKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(DetourKind::from_u32(0), None);
-        assert_eq!(DetourKind::from_u32(3), None);
+        assert_eq!(DetourKind::from_u32(5), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ exclude = disabled_space.wrap
 disable = disabled_space.wrap
 run_disabled = disabled_space.run
 with_new_coordinates = _retrace.with_new_coordinates
+call_at = root_space.call_at
+ThreadHandoff = _retrace.ThreadHandoff
 
 __all__ = [
     "CoordinateSpace",
@@ -41,4 +43,6 @@ __all__ = [
     "disable",
     "run_disabled",
     "with_new_coordinates",
+    "call_at",
+    "ThreadHandoff",
 ]

@@ -92,6 +92,12 @@ pub fn current_thread_id() -> Option<u64> {
         .flatten()
 }
 
+/// §17.1: the source space of a `SpaceDispatch` call on the current thread
+/// (its current space; `None` while it runs transparent callback code).
+pub fn dispatch_source_space() -> Result<Option<u32>, ApiError> {
+    with_coords(|c, t| c.dispatch_source_space(t))
+}
+
 /// §10: the location hash for the identity hash of an object first hashed
 /// now on the calling thread, `None` when no frame is visible.
 pub fn identity_location() -> Option<u64> {

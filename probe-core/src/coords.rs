@@ -21,9 +21,18 @@
 //! at the record of the frame executing on the thread of the last boundary
 //! (or at [`NO_RECORD`], which sends every dispatch here).
 //!
-//! Thread states are announced lazily (first event seen on them); without a
-//! creation hook every thread is derived as parentless (§9.4's foreign-thread
-//! rule: root seed, then collision retries).
+//! Threads started by `_thread.start_new_thread` are registered by the
+//! wrapped `_thread` module right after the start, with an id derived from the
+//! starter (§9.4, `thread_ids`); every other thread state (the main thread,
+//! foreign `PyGILState_Ensure` threads) is announced lazily at its first event
+//! and derived parentless (root seed, then collision retries against the
+//! interpreter's live thread states). The scheduling half of the boundary
+//! procedure is in `sched`.
+
+mod sched;
+mod thread_ids;
+
+pub use sched::{ArmError, PendingBoundary};
 
 use crate::descriptor::LiveDescriptor;
 use crate::engine::jumps::{infer_dispatch, OpcodeTables};
@@ -358,6 +367,8 @@ pub struct Coords {
     /// Generator frames resumed by the fast path and adopted since: their
     /// activation marker on the thread's record stack.
     markers: PtrMap<u64>,
+    /// Thread-switch callbacks and call_at slots (§13, §14).
+    sched: crate::sched::Registry,
     /// Dispatches of frames the engine never saw activated.
     pub untracked_dispatches: u64,
 }
@@ -400,6 +411,7 @@ impl Coords {
             stacks: PtrMap::default(),
             gens,
             markers: PtrMap::default(),
+            sched: crate::sched::Registry::default(),
             untracked_dispatches: 0,
         })
     }
@@ -423,9 +435,15 @@ impl Coords {
             return key;
         }
         self.engine.remove_thread(key);
-        let engine = &self.engine;
+        // §9.4: only ids held by live thread states of the interpreter block.
+        let held: Vec<u64> = self
+            .interpreter_threads(tstate)
+            .into_iter()
+            .filter(|&ts| ts != tstate)
+            .filter_map(|ts| self.held_id(ts))
+            .collect();
         let tid = ids::assign(DEFAULT_MIXER, self.root_seed, None, |id| {
-            engine.threads_with_tid(id).next().is_some()
+            held.contains(&id)
         });
         self.engine.new_thread(key, tid, ROOT_SPACE);
         self.serials.insert(tstate, serial);
@@ -442,8 +460,10 @@ impl Coords {
         if tstate != self.last_thread {
             return;
         }
+        // A thread with an armed coordinate target gets no fast path: every
+        // boundary of it is checked (§7).
         let record = match (self.publish, frame.and_then(|f| self.hot(f))) {
-            (true, Some(hot)) => record_address(hot),
+            (true, Some(hot)) if !self.must_check(tstate) => record_address(hot),
             _ => record_address(&NO_RECORD),
         };
         self.words.cur_record.store(record, Relaxed);
@@ -628,32 +648,50 @@ impl Coords {
 
     /// A dispatch that reached the runtime: the boundary before the
     /// instruction at `next_instr` (opcode `opcode`) of the frame.
-    pub fn on_dispatch(&mut self, regs: &SavedRegisters, opcode: u8, stack: &impl Memory) {
+    ///
+    /// Returns the boundary when call_at or thread-switch work remains for
+    /// it (see the `sched` submodule), which the caller must drive without
+    /// holding the runtime lock.
+    pub fn on_dispatch(
+        &mut self,
+        regs: &SavedRegisters,
+        opcode: u8,
+        stack: &impl Memory,
+    ) -> Option<PendingBoundary> {
         let memory = InterpreterMemory;
         let (Some(tstate), Some(frame), Some(n_ptr)) = (
             self.layout.tstate.read(regs, stack).filter(|&t| t != 0),
             self.layout.frame.read(regs, stack).filter(|&f| f != 0),
             self.layout.next_instr.read(regs, stack),
         ) else {
-            return;
+            return None;
         };
+        let stack_pointer = self.layout.stack_pointer.read(regs, stack).unwrap_or(0);
         let thread = self.ensure_thread(tstate, &memory);
         let frame = FrameKey(frame);
         self.switch_to(tstate);
         self.adopt(tstate);
+        let mut pending = PendingBoundary {
+            tstate,
+            frame,
+            n_ptr,
+            stack_pointer,
+            index: 0,
+            space: None,
+        };
         if self.engine.frame(frame).is_none() {
             // The entry frame's INTERPRETER_EXIT (never activated, §5.1), or a
             // frame the hooks missed: an invisible boundary either way.
             if !live(self.offsets, &memory).owned_by_c_stack(frame) {
                 self.untracked_dispatches += 1;
             }
-            let _ = thread;
             self.words
                 .cur_record
                 .store(record_address(&NO_RECORD), Relaxed);
-            return;
+            let in_callback = self.engine.thread(thread).is_some_and(|t| t.in_callback);
+            return self.boundary_work(pending, in_callback);
         }
-        let Some(hot) = self.hot(frame) else { return };
+        let hot = self.hot(frame)?;
         self.apply_transfer(frame, hot, n_ptr);
         let n = live(self.offsets, &memory).index_of(frame, n_ptr);
         let view = LiveView {
@@ -661,7 +699,7 @@ impl Coords {
             memory: &memory,
             executing: Some((frame, n)),
         };
-        let _ = self.engine.begin_instruction(&view, thread, frame, n);
+        let boundary = self.engine.begin_instruction(&view, thread, frame, n).ok();
         let marker = u64::from(self.flags[usize::from(opcode)] & OPCODE_SEND != 0);
         hot.last_n.store(n_ptr | marker, Relaxed);
         hot.expect.store(
@@ -670,6 +708,10 @@ impl Coords {
             Relaxed,
         );
         self.publish_for(tstate, Some(frame));
+        pending.index = n;
+        pending.space = boundary.and_then(|b| b.space);
+        let in_callback = boundary.is_some_and(|b| b.in_callback);
+        self.boundary_work(pending, in_callback)
     }
 
     /// A hook fired.

@@ -61,6 +61,9 @@ pub struct DescriptorInfo {
     pub opcode_caches: [u8; 256],
     pub opcode_deopt: [u8; 256],
     pub opcode_flags: [u8; 256],
+    /// Load address of the stubs' raise entry (0: callback exceptions cannot
+    /// propagate into the eval loop).
+    pub raise_entry: u64,
     pub load_bias: u64,
     pub address: usize,
     /// The runtime's own zeroed descriptor (`RETRACE_RT_STANDALONE=1`), not a rewritten library's.
@@ -168,11 +171,12 @@ impl LiveDescriptor {
             )
         };
         // SAFETY: as above.
-        let (opcode_caches, opcode_deopt, opcode_flags) = unsafe {
+        let (opcode_caches, opcode_deopt, opcode_flags, raise_entry) = unsafe {
             (
                 addr_of!((*p).opcode_caches).read(),
                 addr_of!((*p).opcode_deopt).read(),
                 addr_of!((*p).opcode_flags).read(),
+                addr_of!((*p).raise_entry).read(),
             )
         };
         if hook_count as usize > MAX_HOOKS {
@@ -198,6 +202,11 @@ impl LiveDescriptor {
                 opcode_caches,
                 opcode_deopt,
                 opcode_flags,
+                raise_entry: if raise_entry == 0 {
+                    0
+                } else {
+                    raise_entry.wrapping_add(load_bias)
+                },
                 load_bias,
                 address,
                 standalone,

@@ -11,7 +11,16 @@
 //!   forget (SEMANTICS errata 1: the 3.12 eval loop calls deallocators
 //!   directly, and those addresses stay memoised).
 //!
-//! Both replacements run with the GIL held, so the map's `Mutex` is always
+//! * `PyThreadState_Clear` → [`thread_state_clear`]: tells the observer the
+//!   runtime installed (natural completion and the clear of scheduling state,
+//!   SEMANTICS §15, §11.5), then runs the relocated original.
+//! * `PyThreadState_SetAsyncExc` → [`set_async_exc`]: the `id` (a Retrace id
+//!   or a native ident, SEMANTICS §9.5) is resolved to the native ident of
+//!   the thread it names by the resolver the runtime installed, then the
+//!   relocated original runs with it; an id naming no thread affects nothing
+//!   (0).
+//!
+//! All replacements run with the GIL held, so the map's `Mutex` is always
 //! uncontended; it keeps the code sound without relying on that. No Python
 //! code runs while the lock is held: the deallocator is called before the
 //! lock is taken.
@@ -150,6 +159,71 @@ pub fn forget_with(map: &Mutex<IdentityMap>, p: u64) {
     }
 }
 
+/// The relocated original `PyThreadState_Clear` (load address), set by [`install`].
+static CLEAR_ORIGINAL: AtomicU64 = AtomicU64::new(0);
+
+/// Called with the thread state before `PyThreadState_Clear` clears it.
+static CLEAR_OBSERVER: OnceLock<fn(u64)> = OnceLock::new();
+
+/// Installs the observer of thread-state clears (once; later calls are ignored).
+pub fn set_thread_clear_observer(observer: fn(u64)) {
+    let _ = CLEAR_OBSERVER.set(observer);
+}
+
+/// Replacement of `PyThreadState_Clear(PyThreadState *)`.
+extern "C" fn thread_state_clear(tstate: *mut c_void) {
+    if let Some(observer) = CLEAR_OBSERVER.get() {
+        observer(tstate as u64);
+    }
+    let original = CLEAR_ORIGINAL.load(Ordering::Acquire);
+    if original != 0 {
+        // SAFETY: `install` stored the load address of the relocated entry of
+        // this very function (the rewriter verified it is a callable copy
+        // that jumps back into the original body), with the same signature.
+        unsafe {
+            let f: extern "C" fn(*mut c_void) = std::mem::transmute(original as usize);
+            f(tstate);
+        }
+    }
+}
+
+/// The relocated original `PyThreadState_SetAsyncExc` (load address), set by [`install`].
+static SET_ASYNC_EXC_ORIGINAL: AtomicU64 = AtomicU64::new(0);
+
+/// Maps the `id` of `PyThreadState_SetAsyncExc` to the native ident to pass
+/// on (`None`: it names no thread).
+static IDENT_RESOLVER: OnceLock<fn(u64) -> Option<u64>> = OnceLock::new();
+
+/// Installs the resolver of `PyThreadState_SetAsyncExc` ids (once; later
+/// calls are ignored). Without one, ids pass through unchanged.
+pub fn set_ident_resolver(resolver: fn(u64) -> Option<u64>) {
+    let _ = IDENT_RESOLVER.set(resolver);
+}
+
+/// Replacement of `int PyThreadState_SetAsyncExc(unsigned long id, PyObject *exc)`
+/// (`unsigned long` is a word on the LP64 targets the rewriter supports).
+extern "C" fn set_async_exc(id: u64, exc: *mut c_void) -> std::ffi::c_int {
+    let target = match IDENT_RESOLVER.get() {
+        Some(resolve) => match resolve(id) {
+            Some(native) => native,
+            None => return 0,
+        },
+        None => id,
+    };
+    let original = SET_ASYNC_EXC_ORIGINAL.load(Ordering::Acquire);
+    if original == 0 {
+        return 0;
+    }
+    // SAFETY: `install` stored the load address of the relocated entry of
+    // this very function (the rewriter verified it is a callable copy that
+    // jumps back into the original body), with the same signature.
+    unsafe {
+        let f: extern "C" fn(u64, *mut c_void) -> std::ffi::c_int =
+            std::mem::transmute(original as usize);
+        f(target, exc)
+    }
+}
+
 /// Replacement of `_Py_HashPointer(const void *)`.
 extern "C" fn hash_pointer(p: *const c_void) -> isize {
     pointer_hash(p as u64) as isize
@@ -203,8 +277,28 @@ pub enum Installed {
 }
 
 /// The replacement for a detour, or why there is none.
-fn replacement(kind: Option<DetourKind>, descriptor: &LiveDescriptor) -> Result<u64, &'static str> {
+fn replacement(
+    kind: Option<DetourKind>,
+    info: &DetourInfo,
+    descriptor: &LiveDescriptor,
+) -> Result<u64, &'static str> {
     match kind {
+        Some(DetourKind::ThreadStateClear) => {
+            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
+                return Err("PyThreadState_Clear has no callable original");
+            }
+            let original = info.original.wrapping_add(descriptor.info().load_bias);
+            CLEAR_ORIGINAL.store(original, Ordering::Release);
+            Ok(thread_state_clear as *const () as u64)
+        }
+        Some(DetourKind::SetAsyncExc) => {
+            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
+                return Err("PyThreadState_SetAsyncExc has no callable original");
+            }
+            let original = info.original.wrapping_add(descriptor.info().load_bias);
+            SET_ASYNC_EXC_ORIGINAL.store(original, Ordering::Release);
+            Ok(set_async_exc as *const () as u64)
+        }
         Some(DetourKind::HashPointer) => Ok(hash_pointer as *const () as u64),
         Some(DetourKind::Dealloc) => {
             let o = descriptor.info().offsets;
@@ -238,7 +332,7 @@ pub fn install(descriptor: &LiveDescriptor) -> Vec<Installed> {
             )
         };
         let kind = DetourKind::from_u32(info.kind);
-        match replacement(kind, descriptor) {
+        match replacement(kind, &info, descriptor) {
             Ok(target) => {
                 // SAFETY: the slot is an aligned u64 inside the descriptor; the
                 // detours read it concurrently, hence the atomic store.

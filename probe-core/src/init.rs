@@ -63,6 +63,7 @@ fn start() {
     // Entry points first, then the flags that make trampolines call them.
     d.set_entry_points(rt_dispatch as *const () as u64, rt_hook as *const () as u64);
     detours::set_location_source(crate::api::identity_location);
+    pymodule::install_callbacks();
     // Function replacements: before Py_Initialize, so every identity hash goes through them.
     for outcome in detours::install(d) {
         if let detours::Installed::Skipped { index, reason } = outcome {
@@ -81,6 +82,13 @@ fn start() {
     d.set_slow_path(config.slow_path);
     if !pymodule::register() {
         warn(format_args!("PyImport_AppendInittab(\"_retrace\") failed"));
+    }
+    // Retrace ids on `_thread`, `signal` and `sys` (SEMANTICS §9.5).
+    detours::set_ident_resolver(pymodule::ident::resolve_for_c);
+    if rt.engine_active() && !pymodule::ident::install() {
+        warn(format_args!(
+            "_thread not wrapped: thread idents stay native"
+        ));
     }
     match frozen::install() {
         // Expected on 3.13+ (reported by `_retrace._descriptor()["frozen_retrace"]`).

@@ -25,6 +25,7 @@ pub mod location;
 pub mod mixing;
 pub mod runtime;
 pub mod scan;
+pub mod sched;
 
 #[cfg(not(test))]
 pub mod api;

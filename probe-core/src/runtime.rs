@@ -13,7 +13,7 @@
 //! hook fired by code that Python runs (e.g. a finaliser during a dict
 //! allocation in `_retrace`) cannot deadlock.
 
-use crate::coords::{Coords, NO_RECORD};
+use crate::coords::{Coords, PendingBoundary, NO_RECORD};
 use crate::descriptor::LiveDescriptor;
 use crate::events::ALL_KINDS;
 use crate::location::{LiveStack, Memory};
@@ -92,7 +92,10 @@ impl Runtime {
         self.lock().map(|mut c| f(&mut c))
     }
 
-    /// Handles `rt_dispatch(regs, opcode)`; returns 0 (no exception set).
+    /// Handles `rt_dispatch(regs, opcode)`: the coordinate part under the
+    /// lock, then (without it) any call_at or thread-switch work through the
+    /// installed boundary handler. Returns 1 when a callback raised and the
+    /// stub must enter the error path (`raise_pending` is set), else 0.
     pub fn dispatch(&self, regs: &SavedRegisters, opcode: u64, stack: &impl Memory) -> u64 {
         if let Some(counter) = usize::try_from(opcode)
             .ok()
@@ -100,8 +103,24 @@ impl Runtime {
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if let (Some(mut coords), Ok(op)) = (self.lock(), u8::try_from(opcode)) {
-            coords.on_dispatch(regs, op, stack);
+        let pending = match (self.lock(), u8::try_from(opcode)) {
+            (Some(mut coords), Ok(op)) => coords.on_dispatch(regs, op, stack),
+            _ => None,
+        };
+        let Some(pending) = pending else { return 0 };
+        match BOUNDARY_HANDLER.get() {
+            Some(handler) => {
+                if handler(self, pending) {
+                    self.descriptor
+                        .static_word(field::RAISE_PENDING)
+                        .store(1, Ordering::Relaxed);
+                    return 1;
+                }
+            }
+            // No Python side (unit tests): nothing can be delivered.
+            None => {
+                let _ = self.with_coords(|c| c.finish_switch(pending.tstate));
+            }
         }
         0
     }
@@ -148,6 +167,16 @@ impl Runtime {
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Runs the Python side of a boundary (callbacks); true = a callback raised.
+pub type BoundaryHandler = fn(&Runtime, PendingBoundary) -> bool;
+
+static BOUNDARY_HANDLER: OnceLock<BoundaryHandler> = OnceLock::new();
+
+/// Installs the boundary handler (once, at start-up).
+pub fn set_boundary_handler(handler: BoundaryHandler) {
+    let _ = BOUNDARY_HANDLER.set(handler);
+}
 
 /// Installs the process-wide runtime; `None` if one is already installed.
 pub fn install(runtime: Runtime) -> Option<&'static Runtime> {

@@ -77,7 +77,9 @@ assert d["registers"] == dict.fromkeys(
 assert (d["slow_path"], d["hooks_enabled"]) == (0, 0), d
 public = {n for n in dir(_retrace) if not n.startswith("_")}
 assert public == {"allocate_space_id", "coordinates", "disable", "enable", "exclude", "hash",
-    "include", "run_in_space", "thread_delta", "with_new_coordinates", "wrap_for_space"}, public
+    "include", "run_in_space", "thread_delta", "with_new_coordinates", "wrap_for_space",
+    "set_thread_switch_callback", "get_thread_switch_callback", "call_at", "call_at_current",
+    "completion_at", "ThreadHandoff", "SpaceDispatch"}, public
 print("ok")
 "#;
     for interp in frozen_capable() {

@@ -86,6 +86,7 @@ pub fn build(analysis: &Analysis, plan: &Plan, self_address: u64) -> Descriptor 
         }
     }
     d.opcode_flags = plan.opcode_flags;
+    d.raise_entry = plan.dispatch.raise_entry.unwrap_or(0);
     for stub in &plan.stubs {
         d.original_targets[stub.opcode as usize] = stub.handler;
     }

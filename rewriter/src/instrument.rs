@@ -249,6 +249,9 @@ pub fn instrument(
         text_vaddr: placement.text_vaddr,
         data_vaddr: placement.data_vaddr,
         dispatch_common: program.dispatch_common,
+        raise: program
+            .raise_block
+            .map(|(block, entry)| crate::manifest::RaiseRecord { block, entry }),
         stubs: program
             .stubs
             .iter()

@@ -26,11 +26,21 @@ pub struct Manifest {
     /// The shared slow-path entry every dispatch stub calls.
     #[serde(default)]
     pub dispatch_common: u64,
+    /// The stubs' shared raise block and the raise entry in the original code
+    /// it jumps to (absent when the library has no raise entry).
+    #[serde(default)]
+    pub raise: Option<RaiseRecord>,
     pub stubs: Vec<StubRecord>,
     pub hooks: Vec<HookRecord>,
     /// Function detours (absent in manifests written before detours existed).
     #[serde(default)]
     pub detours: Vec<DetourRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+pub struct RaiseRecord {
+    pub block: u64,
+    pub entry: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

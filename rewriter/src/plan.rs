@@ -9,8 +9,8 @@
 use retrace_abi::DetourKind as RtDetour;
 use retrace_abi::HookKind as RtHook;
 use symbols::{
-    Analysis, DetourKind, DetourSite, FunctionRole, Gpr, HookKind, HookSite, Location, OpcodeMeta,
-    OpcodeTable,
+    Analysis, DetourKind, DetourSite, FunctionRole, Gpr, HookKind, HookSite, LabelRole, Location,
+    OpcodeMeta, OpcodeTable,
 };
 use trampolines::{DispatchRegisters, HookFast};
 
@@ -96,6 +96,8 @@ fn runtime_detour(kind: DetourKind) -> RtDetour {
     match kind {
         DetourKind::HashPointer => RtDetour::HashPointer,
         DetourKind::Dealloc => RtDetour::Dealloc,
+        DetourKind::ThreadStateClear => RtDetour::ThreadStateClear,
+        DetourKind::SetAsyncExc => RtDetour::SetAsyncExc,
     }
 }
 
@@ -199,6 +201,10 @@ fn dispatch_registers(analysis: &Analysis) -> Result<DispatchRegisters, PlanErro
             Location::Stack(off) => Some(off),
             _ => None,
         },
+        raise_entry: analysis
+            .frame_links
+            .label(LabelRole::RaiseEntry)
+            .map(|l| l.address),
     })
 }
 

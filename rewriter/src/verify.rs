@@ -137,6 +137,13 @@ pub fn verify(
     let counts = d + retrace_abi::field::DISPATCH_COUNTS as u64;
     let cur_record = d + retrace_abi::field::CUR_RECORD as u64;
     let common = manifest.dispatch_common;
+    let raise_pending = d + retrace_abi::field::RAISE_PENDING as u64;
+    if let Some(raise) = manifest.raise {
+        if let Err(why) = check_raise_block(&cs, &out, raise, raise_pending) {
+            return fail(format!("raise block at {:#x}: {why}", raise.block));
+        }
+    }
+    let raise = manifest.raise.map(|r| (raise_pending, r.block));
     let mut redirected = std::collections::HashSet::new();
     for s in &manifest.stubs {
         redirected.insert(s.slot);
@@ -162,6 +169,7 @@ pub fn verify(
             cur_record,
             d + retrace_abi::field::LAST_TSTATE as u64,
             common,
+            raise,
         ) {
             return fail(format!(
                 "stub of opcode {} at {:#x} does not decode as expected ({why}): {}",
@@ -529,6 +537,44 @@ fn decode_until_int3(cs: &CrossDecoder, bytes: &[u8], addr: u64) -> Result<Vec<D
 /// descriptor's `cur_record`; it leaves only by jumping to its handler; its
 /// slow path counts into its own counter and calls the shared dispatch entry;
 /// every other branch stays inside the stub.
+/// The stubs' shared raise block: `mov qword [rip + raise_pending], 0;
+/// jmp raise_entry`, where the raise entry is untouched original code that
+/// loads a register from the frame (see `symbols::code::raise`).
+fn check_raise_block(
+    cs: &CrossDecoder,
+    out: &Image,
+    raise: crate::manifest::RaiseRecord,
+    raise_pending: u64,
+) -> Result<(), String> {
+    let bytes = out.bytes_at(raise.block, 32).ok_or("not in the output")?;
+    let insns = decode_prefix(cs, bytes, raise.block, 2)?;
+    let (clear, jump) = (&insns[0], &insns[1]);
+    if clear.mnemonic != "mov" || clear.rip_target != Some(raise_pending) || clear.imm != Some(0) {
+        return Err(format!(
+            "does not clear raise_pending: {}",
+            clear.normalised()
+        ));
+    }
+    if jump.mnemonic != "jmp" || jump.imm != Some(raise.entry as i64) {
+        return Err(format!(
+            "does not jump to the raise entry: {}",
+            jump.normalised()
+        ));
+    }
+    let entry = out
+        .bytes_at(raise.entry, 16)
+        .ok_or("raise entry not in the output")?;
+    let load = decode_prefix(cs, entry, raise.entry, 1)?;
+    if load[0].mnemonic != "mov" || !load[0].op_str.contains('[') {
+        return Err(format!(
+            "the raise entry {:#x} is not a load: {}",
+            raise.entry,
+            load[0].normalised()
+        ));
+    }
+    Ok(())
+}
+
 fn check_stub(
     insns: &[Decoded],
     s: &crate::manifest::StubRecord,
@@ -536,6 +582,7 @@ fn check_stub(
     cur_record: u64,
     last_tstate: u64,
     common: u64,
+    raise: Option<(u64, u64)>,
 ) -> Result<(), String> {
     let first = insns.first().ok_or("empty stub")?;
     let entry_exit = s.name == "INTERPRETER_EXIT";
@@ -555,6 +602,7 @@ fn check_stub(
     let start = s.stub;
     let end = insns.last().map_or(start, |i| i.address + i.len as u64);
     let mut exits = 0;
+    let mut raises = 0usize;
     let mut counted = false;
     let mut calls = 0;
     for i in insns {
@@ -576,11 +624,22 @@ fn check_stub(
                 if (start..end).contains(&target) {
                     continue;
                 }
+                if m == "jne" && raise.is_some_and(|(_, block)| block == target) {
+                    raises += 1;
+                    continue;
+                }
                 if m != "jmp" || target != s.handler {
                     return Err(format!("branches out to {target:#x}"));
                 }
                 exits += 1;
             }
+            "cmp"
+                if raise.is_some_and(|(pending, _)| i.rip_target == Some(pending))
+                    && i.imm != Some(0) =>
+            {
+                return Err("compares raise_pending with something other than 0".into());
+            }
+            "cmp" if raise.is_some_and(|(pending, _)| i.rip_target == Some(pending)) => {}
             _ if i.rip_target.is_some()
                 && i.rip_target != Some(cur_record)
                 && !(entry_exit && i.rip_target == Some(last_tstate)) =>
@@ -593,6 +652,13 @@ fn check_stub(
     if !counted || calls != 1 || exits != 2 {
         return Err(format!(
             "counted {counted}, {calls} calls, {exits} exits to the handler"
+        ));
+    }
+    // Every stub but the entry frame's checks raise_pending after the call.
+    let expected_raises = usize::from(raise.is_some() && !entry_exit);
+    if raises != expected_raises {
+        return Err(format!(
+            "{raises} branches to the raise block, expected {expected_raises}"
         ));
     }
     Ok(())

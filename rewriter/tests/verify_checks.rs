@@ -99,8 +99,8 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     assert_eq!(ok.detours_checked, f.manifest.detours.len());
     assert_eq!(
         f.manifest.detours.len(),
-        2,
-        "3.12 detours HashPointer and Dealloc"
+        4,
+        "3.12 detours HashPointer, Dealloc, ThreadStateClear and SetAsyncExc"
     );
     assert!(
         ok.slots_unchanged > 20_000,

@@ -274,6 +274,10 @@ pub enum FunctionRole {
     FramePushAndInit,
     HashPointer,
     Dealloc,
+    /// `PyThreadState_Clear`: natural thread completion (SEMANTICS §15, §11.5).
+    ThreadStateClear,
+    /// `PyThreadState_SetAsyncExc`: Retrace ids accepted (SEMANTICS §9.5).
+    SetAsyncExc,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -299,6 +303,9 @@ pub enum LabelRole {
     ThrowEntry,
     /// The first instruction after the recursion check on the normal `start_frame` path.
     StartFrameChecked,
+    /// The `prev_instr` load that enters `resume_with_error`: where a dispatch
+    /// stub sends the eval loop when a Retrace callback raised (see `code::raise`).
+    RaiseEntry,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -405,6 +412,12 @@ pub enum DetourKind {
     HashPointer,
     /// The generic deallocation entry (`_Py_Dealloc`): forget identity hashes.
     Dealloc,
+    /// `PyThreadState_Clear`: natural thread completion and the clear of
+    /// scheduling state (SEMANTICS §15, §11.5).
+    ThreadStateClear,
+    /// `PyThreadState_SetAsyncExc`: resolve a Retrace id or native ident
+    /// (SEMANTICS §9.5) before the original runs.
+    SetAsyncExc,
 }
 
 /// A function whose entry the rewriter diverts to a detour that calls the

@@ -164,10 +164,14 @@ const PY312: VersionProfile = VersionProfile {
         (FunctionRole::FramePushAndInit, "_PyEvalFramePushAndInit"),
         (FunctionRole::HashPointer, "_Py_HashPointer"),
         (FunctionRole::Dealloc, "_Py_Dealloc"),
+        (FunctionRole::ThreadStateClear, "PyThreadState_Clear"),
+        (FunctionRole::SetAsyncExc, "PyThreadState_SetAsyncExc"),
     ],
     detours: &[
         (DetourKind::HashPointer, "_Py_HashPointer"),
         (DetourKind::Dealloc, "_Py_Dealloc"),
+        (DetourKind::ThreadStateClear, "PyThreadState_Clear"),
+        (DetourKind::SetAsyncExc, "PyThreadState_SetAsyncExc"),
     ],
     opcode_arrays: ("_PyOpcode_Caches", "_PyOpcode_Deopt"),
     struct_fields: &[

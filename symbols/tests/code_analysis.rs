@@ -406,6 +406,27 @@ fn py312_dispatch_layout_stores_and_hooks() {
         .collect();
     assert_eq!(labels.get(&LabelRole::StartFrameChecked), Some(&0x10be99));
     assert_eq!(labels.get(&LabelRole::ThrowEntry), Some(&0x10bee6));
+    // `mov 0x38(%rbx),%rbp; jmp resume_with_error` right after the call to
+    // _PyEvalFrameClearAndPop: the stubs' raise entry.
+    assert_eq!(labels.get(&LabelRole::RaiseEntry), Some(&0x10c45f));
+}
+
+#[test]
+fn py312_without_labels_has_no_raise_entry() {
+    // Without the DWARF `resume_with_error` label there is nothing to prove
+    // the entry against: no raise entry, and the evidence says why.
+    let lib = load("3.12");
+    let (facts, _) = run(&lib, false);
+    let facts = facts.unwrap_or_else(|e| panic!("3.12 analysis without labels failed: {e}"));
+    assert!(facts
+        .extra_labels
+        .iter()
+        .all(|l| l.role != LabelRole::RaiseEntry));
+    assert!(facts
+        .registers
+        .evidence
+        .iter()
+        .any(|e| e.contains("no raise entry") || e.contains("no resume_with_error")));
 }
 
 #[test]

@@ -17,7 +17,6 @@ fn item_2_builtin_and_isolated_import() {
 }
 
 #[test]
-#[ignore = "pending: needs the issue-4 surface (call_at, ThreadHandoff, thread_switch, SpaceDispatch)"]
 fn item_3_public_all() {
     run_item(SCRIPT, "item_3");
 }
@@ -28,19 +27,16 @@ fn item_4_public_forbidden_names() {
 }
 
 #[test]
-#[ignore = "pending: needs the issue-4 surface (call_at, ThreadHandoff, thread_switch, SpaceDispatch)"]
 fn item_5_low_level_names() {
     run_item(SCRIPT, "item_5");
 }
 
 #[test]
-#[ignore = "pending: needs the issue-4 surface (call_at, ThreadHandoff, thread_switch, SpaceDispatch)"]
 fn item_6_thread_handoff_shape() {
     run_item(SCRIPT, "item_6");
 }
 
 #[test]
-#[ignore = "pending: needs the issue-4 surface (call_at, ThreadHandoff, thread_switch, SpaceDispatch)"]
 fn item_7_space_handles_and_self() {
     run_item(SCRIPT, "item_7");
 }
@@ -51,7 +47,6 @@ fn item_8_space_id_allocation() {
 }
 
 #[test]
-#[ignore = "pending: needs the issue-4 surface (call_at, ThreadHandoff, thread_switch, SpaceDispatch)"]
 fn item_9_space_members() {
     run_item(SCRIPT, "item_9");
 }

@@ -7,7 +7,6 @@ use retrace_tests::conformance::run_item;
 const SCRIPT: &str = "area_b_coordinates.py";
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_10_module_level_tuple() {
     run_item(SCRIPT, "item_10");
 }
@@ -73,7 +72,6 @@ fn item_22_space_before_and_after_use() {
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_23_threads_get_well_formed_tuples() {
     run_item(SCRIPT, "item_23");
 }

@@ -62,7 +62,6 @@ fn item_34_wrapper_reprs() {
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_35_with_new_coordinates_thread_ids() {
     run_item(SCRIPT, "item_35");
 }

@@ -8,25 +8,21 @@ use retrace_tests::conformance::run_item;
 const SCRIPT: &str = "area_e_threads.py";
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_45_default_main_id() {
     run_item(SCRIPT, "item_45");
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_46_seeded_main_ids() {
     run_item(SCRIPT, "item_46");
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_47_main_id_shape() {
     run_item(SCRIPT, "item_47");
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_48_threading_workers() {
     run_item(SCRIPT, "item_48");
 }
@@ -37,19 +33,16 @@ fn item_49_start_new_thread_result() {
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_50_ids_carry_the_creating_space() {
     run_item(SCRIPT, "item_50");
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_51_seeded_thread_ids_reproduce() {
     run_item(SCRIPT, "item_51");
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_52_set_async_exc_by_retrace_id() {
     run_item(SCRIPT, "item_52");
 }

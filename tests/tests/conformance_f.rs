@@ -27,7 +27,6 @@ fn item_57_hash_values() {
 }
 
 #[test]
-#[ignore = "pending: needs Retrace thread ids exposed through the ident surfaces (SEMANTICS §9.5) and a thread-creation hook"]
 fn item_58_location_hash_model() {
     run_item(SCRIPT, "item_58");
 }

@@ -44,8 +44,18 @@
 //!          push k
 //!          call dispatch_common                  ; see `common`
 //!          lea  rsp, [rsp + 136]
+//!          cmp  qword [rip + raise_pending], 0    ; a callback raised (only
+//!          jne  raise                             ; with a raise entry)
 //!          jmp  handler_k
+//! raise:   mov  qword [rip + raise_pending], 0    ; shared by all stubs
+//!          jmp  raise_entry                       ; `mov rbp, [frame + prev_instr]`
+//!                                                 ; → resume_with_error → error
 //! ```
+//!
+//! The runtime sets `raise_pending` only after writing the frame's
+//! `prev_instr` (the instruction of this boundary) and `stacktop`, with the
+//! exception set: the error path then unwinds exactly as if that instruction
+//! had raised (SEMANTICS §14.6).
 //!
 //! `S0`/`S1` are registers the analysis proved dead at every handler entry,
 //! as are the flags; `FRAME`/`NEXT` hold the frame and `next_instr`.
@@ -75,6 +85,10 @@ pub struct FastPath {
     /// state is at handler entry (`[rsp + offset]`), for the entry-frame stub.
     pub last_tstate: usize,
     pub tstate_offset: Option<i32>,
+    /// The shared raise block and the address of `raise_pending`: after the
+    /// runtime returns, a set `raise_pending` sends the stub there instead of
+    /// to the handler.
+    pub raise: Option<(dynasmrt::DynamicLabel, usize)>,
 }
 
 /// What one opcode's stub needs to know about its instruction.
@@ -181,6 +195,16 @@ pub fn emit_stub(
         ; push k
         ; call =>common
         ; lea rsp, [rsp + 136]
+    );
+    if let Some((raise, pending)) = fast.raise {
+        dynasm!(a
+            ; .arch x64
+            ; cmp QWORD [extern pending], 0
+            ; jne =>raise
+        );
+    }
+    dynasm!(a
+        ; .arch x64
         ; jmp extern handler
     );
 }

@@ -36,6 +36,9 @@ pub struct DispatchRegisters {
     pub prev_instr_offset: i32,
     /// The thread state at `[rsp + offset]` at handler entry, if it lives there.
     pub tstate_offset: Option<i32>,
+    /// Where a stub enters the eval loop's error path when the runtime set
+    /// `raise_pending` (see `dispatch`); `None`: the stubs never check it.
+    pub raise_entry: Option<u64>,
 }
 
 /// One hook point to divert through a trampoline.
@@ -90,6 +93,9 @@ pub struct Program {
     pub bytes: Vec<u8>,
     pub dispatch_common: u64,
     pub hook_common: u64,
+    /// The shared raise block the stubs branch to (with the raise entry it
+    /// jumps to), when there is a raise entry.
+    pub raise_block: Option<(u64, u64)>,
     pub stubs: Vec<Stub>,
     pub hooks: Vec<HookTrampoline>,
 }
@@ -120,6 +126,21 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
     emit_save_call_restore(&mut a, d + field::RT_HOOK);
 
     let r = input.registers;
+    let raise_pending = d + field::RAISE_PENDING;
+    let mut raise_block = None;
+    let raise = r.raise_entry.map(|entry| {
+        let label = a.new_dynamic_label();
+        align16(&mut a);
+        raise_block = Some((base + a.offset().0 as u64, entry));
+        let entry = entry as usize;
+        dynasm!(a
+            ; .arch x64
+            ; =>label
+            ; mov QWORD [extern raise_pending], 0
+            ; jmp extern entry
+        );
+        label
+    });
     let fast = FastPath {
         frame: r.frame,
         next_instr: r.next_instr,
@@ -128,6 +149,7 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
         cur_record: d + field::CUR_RECORD,
         last_tstate: d + field::LAST_TSTATE,
         tstate_offset: r.tstate_offset,
+        raise: raise.map(|label| (label, raise_pending)),
     };
     let mut stubs = Vec::with_capacity(input.stubs.len());
     for req in input.stubs {
@@ -195,6 +217,7 @@ pub fn generate(input: &ProgramInput<'_>) -> Result<Program, CodegenError> {
         bytes,
         dispatch_common: base + dispatch_common_at as u64,
         hook_common: base + hook_common_at as u64,
+        raise_block,
         stubs,
         hooks,
     })

@@ -56,6 +56,9 @@ const CODE_OFF: usize = 0x3000;
 const CODE_LEN: usize = 0x1000;
 const EXEC_OFF: usize = 0x4000;
 const HANDLER_OFF: usize = 0x4000;
+/// The fake raise entry (counts its runs at `RAISE_COUNT_OFF`).
+const RAISE_ENTRY_OFF: usize = 0x4040;
+const RAISE_COUNT_OFF: usize = 0x2208;
 const THUNK_OFF: usize = 0x4100;
 const TEXT_OFF: usize = 0x4800;
 
@@ -99,6 +102,9 @@ type RuntimeCall = (u64, u64, u64);
 
 thread_local! {
     static RUNTIME_CALLS: RefCell<Vec<RuntimeCall>> = const { RefCell::new(Vec::new()) };
+    /// When non-zero, the fake runtime sets `raise_pending` at this address
+    /// (what the real runtime does when a callback raised).
+    static RAISE_WORD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
@@ -110,6 +116,12 @@ extern "C" fn rt_dispatch(regs: *mut SavedRegisters, opcode: u64) -> u64 {
         regs.gpr[usize::from(R10)],
     );
     RUNTIME_CALLS.with(|c| c.borrow_mut().push(call));
+    let word = RAISE_WORD.with(|w| w.get());
+    if word != 0 {
+        // SAFETY: the test set it to the fixture descriptor's `raise_pending`.
+        unsafe { std::ptr::write_volatile(word as *mut u64, 1) };
+        return 1;
+    }
     0
 }
 
@@ -230,6 +242,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::build(false)
+    }
+
+    /// With `raise`, the program has a raise entry (`RAISE_ENTRY_OFF`).
+    fn build(raise: bool) -> Fixture {
         let mut map = Mapping::new(MAP_LEN);
         assert!(std::mem::size_of::<Descriptor>() <= FRAME_OFF);
         map.write(0, Descriptor::new().as_bytes());
@@ -239,6 +256,12 @@ impl Fixture {
         handler.extend_from_slice(&i32::try_from(disp).unwrap().to_le_bytes());
         handler.push(0xc3);
         map.write(HANDLER_OFF, &handler);
+        // The raise entry: inc qword [rip + raise_count]; ret
+        let disp = map.addr(RAISE_COUNT_OFF) as i64 - (map.addr(RAISE_ENTRY_OFF) as i64 + 7);
+        let mut entry = vec![0x48, 0xff, 0x05];
+        entry.extend_from_slice(&i32::try_from(disp).unwrap().to_le_bytes());
+        entry.push(0xc3);
+        map.write(RAISE_ENTRY_OFF, &entry);
         let thunk = thunk_bytes();
         assert!(THUNK_OFF + thunk.len() <= TEXT_OFF);
         map.write(THUNK_OFF, &thunk);
@@ -262,6 +285,7 @@ impl Fixture {
                 scratch: SCRATCH,
                 prev_instr_offset: PREV_INSTR as i32,
                 tstate_offset: Some(8),
+                raise_entry: raise.then(|| map.addr(RAISE_ENTRY_OFF)),
             },
             hooks: &[],
             flags_live_at_handlers: false,
@@ -1062,6 +1086,7 @@ impl ExitFixture {
                 scratch: SCRATCH,
                 prev_instr_offset: PREV_INSTR as i32,
                 tstate_offset,
+                raise_entry: None,
             },
             hooks: &[],
             flags_live_at_handlers: false,
@@ -1371,4 +1396,63 @@ fn exit_stub_leaves_plain_stubs_alone() {
         let out = f.run(X_PLAIN, r, X_FLAGS[2], f.stack(TSTATE));
         out.assert_slow(10);
     }
+}
+
+/// A runtime that reports a raised callback sends the slow path to the raise
+/// entry instead of the handler, clearing `raise_pending` on the way; without
+/// it the handler runs and nothing else changes.
+#[test]
+fn a_set_raise_pending_enters_the_raise_entry_once() {
+    let f = Fixture::build(true);
+    let raise_pending = f.map.addr(field::RAISE_PENDING);
+    let frame = f.frame();
+    // Slow path (the record names another frame), no raise: the handler runs.
+    f.set_record(Rec {
+        frame: 0,
+        expect: 0,
+        last_n: 1,
+        ord: 0,
+        bias: 0,
+    });
+    let out = f.dispatch(PLAIN, frame, f.instr(3), f.instr(4));
+    assert!(out.slow());
+    assert_eq!(out.handler_runs, 1);
+    assert_eq!(f.read_u64(RAISE_COUNT_OFF), 0);
+    assert_registers_preserved(&out);
+    // The runtime sets raise_pending: the raise entry runs instead.
+    RAISE_WORD.with(|w| w.set(raise_pending));
+    let out = f.dispatch(WIDE, frame, f.instr(4), f.instr(5));
+    RAISE_WORD.with(|w| w.set(0));
+    assert!(out.slow());
+    assert_eq!(out.handler_runs, 0, "the handler must not run");
+    assert_eq!(f.read_u64(RAISE_COUNT_OFF), 1, "the raise entry runs once");
+    assert_eq!(
+        f.read_u64(field::RAISE_PENDING),
+        0,
+        "the stub clears raise_pending"
+    );
+    // The frame register still holds the frame at the raise entry (its only input).
+    assert_eq!(out.regs_out[usize::from(RBX)], frame);
+    // Back to normal on the next dispatch.
+    let out = f.dispatch(PLAIN, frame, f.instr(5), f.instr(6));
+    assert_eq!(out.handler_runs, 1);
+    assert_eq!(f.read_u64(RAISE_COUNT_OFF), 1);
+}
+
+/// A fast-path dispatch never looks at `raise_pending` (only the runtime sets it).
+#[test]
+fn the_fast_path_ignores_raise_pending() {
+    let f = Fixture::build(true);
+    let frame = f.frame();
+    f.map.write(field::RAISE_PENDING, &1u64.to_le_bytes());
+    f.set_record(Rec {
+        frame,
+        expect: f.instr(4),
+        last_n: f.instr(3),
+        ord: 0,
+        bias: 0,
+    });
+    let out = f.dispatch_checked(PLAIN, frame, f.instr(3), f.instr(4));
+    assert!(!out.slow());
+    assert_eq!(f.read_u64(RAISE_COUNT_OFF), 0);
 }

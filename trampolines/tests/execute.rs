@@ -128,6 +128,7 @@ fn stubs_count_and_slow_path_preserves_state() {
             scratch: [0, 11],
             prev_instr_offset: 0x38,
             tstate_offset: Some(8),
+            raise_entry: None,
         },
         hooks: &hooks,
         flags_live_at_handlers: false,

@@ -478,6 +478,7 @@ impl Fixture {
                 scratch: [RAX as u8, R11 as u8],
                 prev_instr_offset: PREV_INSTR as i32,
                 tstate_offset: Some(8),
+                raise_entry: None,
             },
             hooks: &requests,
             flags_live_at_handlers: false,

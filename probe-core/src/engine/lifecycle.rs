@@ -18,6 +18,8 @@ use retrace_abi::HotFrame;
 pub struct Boundary {
     /// The executing frame is visible (§6); its ordinal was reset.
     pub visible: bool,
+    /// The space id of the executing frame when it is visible.
+    pub space: Option<super::keys::SpaceId>,
     /// The thread runs a Retrace callback: no call_at, no switch work.
     pub in_callback: bool,
 }
@@ -255,7 +257,8 @@ impl Engine {
         frame: FrameKey,
         index: i64,
     ) -> Result<Boundary, EngineError> {
-        let visible = self.visible_space(view, frame, index).is_some();
+        let space = self.visible_space(view, frame, index).map(|s| s.space);
+        let visible = space.is_some();
         if visible {
             if let Some(f) = self.frames.get(&frame.0) {
                 f.set_ord(0);
@@ -265,6 +268,7 @@ impl Engine {
         t.last_dispatch = Some((frame, index));
         Ok(Boundary {
             visible,
+            space,
             in_callback: t.in_callback,
         })
     }

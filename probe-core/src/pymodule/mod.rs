@@ -9,8 +9,13 @@
 //! held while Python code could run.
 
 mod args;
+mod callbacks;
+mod dispatch;
 mod errors;
 mod ffi;
+mod handoff;
+mod hooks;
+pub(crate) mod ident;
 mod queries;
 mod release;
 mod results;
@@ -314,7 +319,7 @@ const fn method_fast(
     }
 }
 
-static mut METHODS: [PyMethodDef; 19] = [
+static mut METHODS: [PyMethodDef; 24] = [
     method_fast(
         c"coordinates",
         queries::coordinates,
@@ -406,6 +411,46 @@ Call callable(*args, **kwargs) in the given space and return its result.",
 
 Call callable(*args, **kwargs) as a root frame of a freshly allocated space.",
     ),
+    method_positional(
+        c"set_thread_switch_callback",
+        callbacks::set_thread_switch_callback,
+        c"set_thread_switch_callback($module, callback, space_id=None, /)
+--
+
+Register (or clear, with None) the thread-switch callback of a space.",
+    ),
+    method_positional(
+        c"get_thread_switch_callback",
+        callbacks::get_thread_switch_callback,
+        c"get_thread_switch_callback($module, space_id=None, /)
+--
+
+The stored thread-switch callback of a space, or None.",
+    ),
+    method_positional(
+        c"call_at",
+        callbacks::call_at,
+        c"call_at($module, thread_id, coordinates, callback, overshoot_callback=None, space_id=None, /)
+--
+
+Arm a coordinate target for a thread, or clear a slot with call_at(None[, space_id]).",
+    ),
+    method_positional(
+        c"call_at_current",
+        callbacks::call_at_current,
+        c"call_at_current($module, coordinates, callback, overshoot_callback=None, space_id=None, /)
+--
+
+Arm a coordinate target for the current thread.",
+    ),
+    method_positional(
+        c"completion_at",
+        callbacks::completion_at,
+        c"completion_at($module, callback, space_id=None, /)
+--
+
+Arm a completion target for the current thread.",
+    ),
     method(
         c"_dispatch_counts",
         dispatch_counts,
@@ -469,12 +514,21 @@ pub unsafe extern "C" fn init_module() -> *mut PyObject {
         if module.is_null() {
             return null_mut();
         }
-        if wrapper::ready().is_err() || space::add_to(module).is_err() {
+        if wrapper::ready().is_err()
+            || space::add_to(module).is_err()
+            || handoff::add_to(module).is_err()
+            || dispatch::add_to(module).is_err()
+        {
             Py_DECREF(module);
             return null_mut();
         }
         module
     }
+}
+
+/// Installs the Python side of the scheduling probes into the runtime.
+pub fn install_callbacks() {
+    callbacks::install();
 }
 
 /// The module name as registered.

@@ -8,7 +8,9 @@
 //! space, whose handle `retrace.root_space` reports `.id is None`.
 
 use super::args::{callable, drop_count, match_parameters, space_id, thread_id};
+use super::callbacks;
 use super::errors::{finish, type_error, Raised};
+use super::hooks;
 use super::queries::{coordinates_in, hash_in, thread_delta_in};
 use super::release::release;
 use super::results::{none, word};
@@ -46,6 +48,23 @@ unsafe fn target(slf: *mut PyObject) -> Result<u32, Raised> {
     // SAFETY: `slf` has the `Space` layout (caller's contract); a NULL id
     // (cleared) reads as the root space like `None`.
     unsafe { space_id((*slf.cast::<Space>()).id) }
+}
+
+/// The space id of `object` if it is a `CoordinateSpace` (converted per
+/// §2.3), else `None`: the `target_space` check of §17.
+///
+/// # Safety
+/// GIL held; `object` valid.
+pub(super) unsafe fn handle_id(object: *mut PyObject) -> Option<Result<u32, Raised>> {
+    let ty = TYPE.load(Ordering::Acquire);
+    // SAFETY: GIL held; `ty` is the live type object when non-null, and an
+    // instance of it has the `Space` layout.
+    unsafe {
+        if ty.is_null() || PyObject_TypeCheck(object, ty.cast()) == 0 {
+            return None;
+        }
+        Some(target(object))
+    }
 }
 
 /// `space.coordinates(thread_id=None, drop=0)`.
@@ -130,7 +149,7 @@ unsafe extern "C" fn wrap(slf: *mut PyObject, callable_object: *mut PyObject) ->
     })
 }
 
-static mut METHODS: [PyMethodDef; 6] = [
+static mut METHODS: [PyMethodDef; 9] = [
     super::method_fast(
         c"coordinates",
         coordinates,
@@ -172,8 +191,76 @@ Call callable(*args, **kwargs) inside this space and return its result.",
 
 A wrapper that calls `callable` inside this space.",
     ),
+    super::method_fast(
+        c"call_at",
+        call_at,
+        c"call_at($self, /, coordinates, callback=None, overshoot_callback=None)
+--
+
+Arm a coordinate target of the current thread in this space (callback at the
+exact coordinates, overshoot_callback at the first boundary past them);
+call_at(None, callback) runs callback when the thread completes naturally;
+call_at(None) clears this space's target.",
+    ),
+    super::method_fast(
+        c"settrace",
+        hooks::settrace,
+        c"settrace($self, /, callback, target_space=root_space)
+--
+
+Trace the current thread's calls made in this space with callback (run in
+target_space; local trace functions run there too); None removes it.",
+    ),
+    super::method_fast(
+        c"setprofile",
+        hooks::setprofile,
+        c"setprofile($self, /, callback, target_space=root_space)
+--
+
+Profile the current thread's events in this space with callback (run in
+target_space); None removes it.",
+    ),
     PyMethodDef::zeroed(),
 ];
+
+/// `space.call_at(coordinates, callback=None, overshoot_callback=None)`.
+unsafe extern "C" fn call_at(
+    slf: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held, `slf` an instance of the
+    // type and vectorcall arguments.
+    finish(unsafe { callbacks::space_call_at(target(slf), args, nargs, kwnames) })
+}
+
+/// `.thread_switch`: the stored callback (an `exclude` wrapper) or `None`.
+unsafe extern "C" fn get_thread_switch(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held and `slf` an instance of the type.
+    finish(unsafe { target(slf).and_then(|space| callbacks::space_thread_switch(space)) })
+}
+
+/// `.thread_switch = cb`: registers `exclude(cb)` (`None` clears).
+unsafe extern "C" fn set_thread_switch(
+    slf: *mut PyObject,
+    value: *mut PyObject,
+    _closure: *mut c_void,
+) -> c_int {
+    // SAFETY: called by CPython with the GIL held and `slf` an instance of the type.
+    let set =
+        unsafe { target(slf).and_then(|space| callbacks::set_space_thread_switch(space, value)) };
+    match set {
+        Ok(()) => 0,
+        Err(Raised) => -1,
+    }
+}
+
+/// `.monitoring`: a `sys.monitoring` proxy bound to this space (§17.2).
+unsafe extern "C" fn get_monitoring(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
+    // SAFETY: called by CPython with the GIL held and `slf` an instance of the type.
+    finish(unsafe { hooks::proxy(slf) })
+}
 
 /// `.id`: the stored id object.
 unsafe extern "C" fn get_id(slf: *mut PyObject, _closure: *mut c_void) -> *mut PyObject {
@@ -188,12 +275,26 @@ unsafe extern "C" fn get_id(slf: *mut PyObject, _closure: *mut c_void) -> *mut P
     }
 }
 
-static mut GETSET: [PyGetSetDef; 2] = [
+static mut GETSET: [PyGetSetDef; 4] = [
     PyGetSetDef {
         name: c"id".as_ptr(),
         get: Some(get_id),
         set: None,
         doc: c"The space id (None for the root space); read-only.".as_ptr(),
+        closure: null_mut(),
+    },
+    PyGetSetDef {
+        name: c"thread_switch".as_ptr(),
+        get: Some(get_thread_switch),
+        set: Some(set_thread_switch),
+        doc: c"The thread-switch callback of this space (None when unset); assign a callable or None.".as_ptr(),
+        closure: null_mut(),
+    },
+    PyGetSetDef {
+        name: c"monitoring".as_ptr(),
+        get: Some(get_monitoring),
+        set: None,
+        doc: c"sys.monitoring filtered to this space (register_callback delivers only its events).".as_ptr(),
         closure: null_mut(),
     },
     PyGetSetDef {

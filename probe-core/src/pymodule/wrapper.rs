@@ -20,7 +20,8 @@ use std::mem::offset_of;
 use std::ptr::{addr_of_mut, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-/// Which factory made a wrapper: decides the `repr` form only.
+/// Which factory made a wrapper: decides the `repr` form and, for
+/// [`Form::Trace`], how results are returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(super) enum Form {
@@ -30,6 +31,10 @@ pub(super) enum Form {
     Exclude,
     /// `_retrace.include` / `_retrace.enable`.
     Include,
+    /// A local trace function returned through a `"trace"` `SpaceDispatch`
+    /// (§17.1): callable results are wrapped the same way, its own wrapped
+    /// object comes back as the wrapper itself.
+    Trace,
 }
 
 /// The disabled space (§11.1).
@@ -165,7 +170,7 @@ unsafe extern "C" fn call(
     // type and vectorcall arguments, which are forwarded unchanged.
     unsafe {
         let wrapper = slf.cast::<CallWrapper>();
-        let (target, space) = ((*wrapper).wrapped, (*wrapper).space);
+        let (target, space, form) = ((*wrapper).wrapped, (*wrapper).space, (*wrapper).form);
         if target.is_null() {
             raise(PyExc_RuntimeError, c"the retrace wrapper was cleared");
             return null_mut();
@@ -175,10 +180,52 @@ unsafe extern "C" fn call(
             return null_mut();
         }
         Py_INCREF(target);
-        let result = call_in_space(space, target, args, nargsf, kwnames);
+        let result = if form == Form::Trace {
+            // CPython calls `f_trace` without owning a reference; the tracer
+            // may replace it, and the result may be this wrapper.
+            Py_INCREF(slf);
+            let result = call_in_space(space, target, args, nargsf, kwnames);
+            let result = if result.is_null() {
+                result
+            } else {
+                trace_result(slf, target, space, result)
+            };
+            Py_DECREF(slf);
+            result
+        } else {
+            call_in_space(space, target, args, nargsf, kwnames)
+        };
         Py_DECREF(target);
         Py_LeaveRecursiveCall();
         result
+    }
+}
+
+/// The result of a trace wrapper's call (§17.1): `None` and non-callables
+/// unchanged, the wrapped object itself as this wrapper, other callables as
+/// new trace wrappers for the same space. Consumes `result`.
+///
+/// # Safety
+/// GIL held; `slf` a trace wrapper around `target`; `result` owned.
+unsafe fn trace_result(
+    slf: *mut PyObject,
+    target: *mut PyObject,
+    space: u32,
+    result: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: GIL held; `result` is owned and released on every path.
+    unsafe {
+        if result == target {
+            Py_DECREF(result);
+            Py_INCREF(slf);
+            return slf;
+        }
+        if result == Py_None() || PyCallable_Check(result) == 0 {
+            return result;
+        }
+        let wrapped = new(Form::Trace, space, result);
+        Py_DECREF(result);
+        finish(wrapped)
     }
 }
 
@@ -242,6 +289,11 @@ unsafe extern "C" fn repr(slf: *mut PyObject) -> *mut PyObject {
             Form::Include => {
                 PyUnicode_FromFormat(c"<_retrace.include wrapper for %R>".as_ptr(), target)
             }
+            Form::Trace => PyUnicode_FromFormat(
+                c"<_retrace.trace wrapper space_id=%u for %R>".as_ptr(),
+                (*wrapper).space as c_uint,
+                target,
+            ),
         };
         Py_DECREF(target);
         text

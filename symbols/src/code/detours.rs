@@ -94,11 +94,11 @@ pub fn detour_site(
     let (bytes, full_replacement) = match (relocatable, kind) {
         (Ok(len), _) => (entry_bytes(image, f, len)?, false),
         // Only the generic deallocator has a known whole-function meaning.
-        (Err(e), DetourKind::HashPointer) => return Err(e),
         (Err(_), DetourKind::Dealloc) => {
             let len = dealloc_body(f, &insns, offsets)?;
             (entry_bytes(image, f, len)?, true)
         }
+        (Err(e), _) => return Err(e),
     };
     Ok(DetourSite {
         kind,

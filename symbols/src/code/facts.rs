@@ -16,13 +16,14 @@ use super::labels::{
 };
 use super::layout::{derive, LayoutInputs};
 use super::liveness::Liveness;
+use super::raise::raise_entry;
 use super::registers::FrameFields;
 use super::regs::RegSet;
 use super::stack::rsp_offsets;
 use super::{CodeFacts, CodeInputs};
 use crate::model::{
     EvalFunction, FunctionRole, FunctionSite, Gpr, HookKind, HookPoint, HookSite, LabelRole,
-    LabelSite, OpcodeTable,
+    LabelSite, Location, OpcodeTable,
 };
 use crate::versions::{CurrentFrameHome, InstrField};
 use iced_x86::FlowControl;
@@ -272,13 +273,33 @@ pub fn analyze_code(inputs: &CodeInputs<'_>) -> Result<CodeFacts, CodeError> {
         }
         Ok((hooks, extra_labels.0, evidence))
     };
-    let (hooks, extra_labels, hook_failures) = match hook_phase() {
+    let (hooks, mut extra_labels, hook_failures) = match hook_phase() {
         Ok((hooks, labels, evidence)) => {
             registers.evidence.extend(evidence);
             (hooks, labels, Vec::new())
         }
         Err(e) => (Vec::new(), Vec::new(), vec![e.to_string()]),
     };
+    match (label(inputs, LabelRole::ResumeWithError), registers.frame) {
+        (Some(resume), Location::Reg(frame)) => {
+            match raise_entry(listing, cfg, &liveness, resume, frame, fields.instr) {
+                Ok(entry) => {
+                    registers.evidence.push(entry.evidence.clone());
+                    extra_labels.push(LabelSite {
+                        role: LabelRole::RaiseEntry,
+                        name: format!("raise entry (prev_instr into {:?})", entry.prev_register),
+                        address: entry.address,
+                    });
+                }
+                Err(why) => registers.evidence.push(format!(
+                    "no raise entry: {why}; callback exceptions cannot propagate"
+                )),
+            }
+        }
+        _ => registers
+            .evidence
+            .push("no resume_with_error label or frame register: no raise entry".into()),
+    }
     Ok(CodeFacts {
         dispatch_sites: sites,
         registers,

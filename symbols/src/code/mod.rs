@@ -11,6 +11,7 @@
 //! * [`registers`]/[`layout`]: register layout. [`frame_stores`]: current-frame stores.
 //! * [`labels`]: recursion-check points. [`hookable`]: 5-byte hook points.
 //! * [`detours`]: function entries diverted to runtime replacements.
+//! * [`raise`]: where a stub re-enters the error path when a callback raised.
 
 pub mod cfg;
 pub mod decode;
@@ -24,6 +25,7 @@ pub mod image;
 pub mod labels;
 pub mod layout;
 pub mod liveness;
+pub mod raise;
 pub mod registers;
 pub mod regs;
 pub mod stack;
