@@ -442,9 +442,7 @@ impl Coords {
             .filter(|&ts| ts != tstate)
             .filter_map(|ts| self.held_id(ts))
             .collect();
-        let tid = ids::assign(DEFAULT_MIXER, self.root_seed, None, |id| {
-            held.contains(&id)
-        });
+        let tid = ids::assign(DEFAULT_MIXER, self.root_seed, None, |id| held.contains(&id));
         self.engine.new_thread(key, tid, ROOT_SPACE);
         self.serials.insert(tstate, serial);
         self.checked = Some((tstate, serial));
@@ -472,12 +470,16 @@ impl Coords {
 
     /// Publishes `slot_record` for `tstate` (the thread of the last
     /// boundary): the record holding `T.slot` when it is a frame's ordinal
-    /// and `T` is not in transparent mode, else [`NO_RECORD`].
+    /// and `T` is not in transparent mode, else [`NO_RECORD`]. A thread with
+    /// an armed coordinate target gets [`NO_RECORD`] too: the hook fast paths
+    /// would publish the records of the frames they activate, whose
+    /// boundaries must all be checked (§7).
     fn publish_slot(&self, tstate: u64) {
+        let armed = self.must_check(tstate);
         let holder = self
             .engine
             .thread(ThreadKey(tstate))
-            .filter(|t| !t.tmode && self.publish)
+            .filter(|t| !t.tmode && self.publish && !armed)
             .and_then(|t| match t.slot {
                 Some(Slot::FrameOrd(f)) => self.hot(f),
                 _ => None,

@@ -29,3 +29,31 @@ fn fast_paths_change_no_coordinate() {
     assert!(fast.len() > 1000, "transcript too short: {fast}");
     assert_eq!(fast, slow, "fast and slow paths disagree");
 }
+
+/// Thread-switch deltas and call_at checks see the activations the fast paths
+/// made (regressions: a switch delta missing the previous thread's inline
+/// callees; a target inside inline callees overshot), with the same output
+/// with the fast paths on and off.
+#[test]
+fn scheduling_probes_see_fast_path_activations() {
+    let inst = instrumented_312();
+    let script = scripts_dir().join("scheduling_fast_paths.py");
+    let script = script.to_str().expect("utf-8 path");
+    let output = |mode: &str| {
+        let out = run(
+            &inst.launcher,
+            &[script],
+            &[("RETRACE_SLOW_PATH", mode)],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "RETRACE_SLOW_PATH={mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fast = output("0");
+    assert_eq!(fast.lines().count(), 2, "{fast}");
+    assert_eq!(fast, output("1"), "fast and slow paths disagree");
+}

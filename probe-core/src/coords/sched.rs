@@ -117,6 +117,13 @@ impl Coords {
     /// already moved). A `Nothing` decision also finishes the switch.
     pub fn switch_phase(&mut self, p: &PendingBoundary) -> SwitchDecision {
         let thread = ThreadKey(p.tstate);
+        // A cursor's thread may have run activations on the fast paths since
+        // the runtime last ran for it: its delta must see those frames.
+        for cursor in self.sched.cursors() {
+            if cursor != thread {
+                self.adopt(cursor.0);
+            }
+        }
         let memory = InterpreterMemory;
         let engine = &mut self.engine;
         let offsets = self.offsets;

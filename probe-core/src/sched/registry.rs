@@ -166,6 +166,12 @@ impl Registry {
         released
     }
 
+    /// The threads some switch cursor names (their deltas may be computed
+    /// at the next thread change).
+    pub fn cursors(&self) -> Vec<ThreadKey> {
+        self.entries.iter().filter_map(|e| e.cursor).collect()
+    }
+
     /// The stored switch callback of `space` (borrowed).
     pub fn switch_callback(&self, space: SpaceId) -> Option<Callback> {
         self.entry(space).and_then(|e| e.switch_cb)
