@@ -66,6 +66,14 @@ DEFAULT_MODULES = [
     "test_embed",
     "test_signal",
     "test_gc",
+    # Thread ids on the ident surfaces (SEMANTICS §9.5), thread-state clears
+    # (the PyThreadState_Clear detour) and thread bootstrap.
+    "test_thread",
+    "test_threading_local",
+    "test_threadsignals",
+    "test_queue",
+    "test_faulthandler",
+    "test_logging",
 ]
 
 # regrtest exit codes (Lib/test/libregrtest/results.py, 3.11-3.13).

@@ -369,6 +369,9 @@ pub struct Coords {
     markers: PtrMap<u64>,
     /// Thread-switch callbacks and call_at slots (§13, §14).
     sched: crate::sched::Registry,
+    /// The interpreter of the first thread state announced (the main
+    /// interpreter): only its threads do scheduling work.
+    main_interp: u64,
     /// Dispatches of frames the engine never saw activated.
     pub untracked_dispatches: u64,
 }
@@ -412,6 +415,7 @@ impl Coords {
             gens,
             markers: PtrMap::default(),
             sched: crate::sched::Registry::default(),
+            main_interp: 0,
             untracked_dispatches: 0,
         })
     }
@@ -433,6 +437,11 @@ impl Coords {
         if self.engine.thread(key).is_some() && self.serials.get(&tstate) == Some(&serial) {
             self.checked = Some((tstate, serial));
             return key;
+        }
+        if self.main_interp == 0 {
+            self.main_interp = memory
+                .read_u64(tstate.wrapping_add(self.offsets.tstate_interp))
+                .unwrap_or(0);
         }
         self.engine.remove_thread(key);
         // §9.4: only ids held by live thread states of the interpreter block.

@@ -86,5 +86,97 @@ def call_at_hits_inside_inline_callees():
     print("call_at", hits)
 
 
+def raising_call_at_then_switch_at_the_same_boundary():
+    """A call_at overshoot that raises at the boundary where a thread change
+    is also detected: the switch check of that boundary still runs (§7,
+    §14.6) before the exception reaches the frame's handler."""
+    log = []
+    main_id = threading.get_ident()
+    handoff = R.ThreadHandoff(timeout=10)
+    ready = threading.Event()
+    worker = []
+
+    def cb(delta, next_id):
+        who = "main" if next_id == main_id else "W"
+        log.append(("switch", who, "None" if delta is None else "tuple"))
+
+    def miss():
+        log.append(("miss",))
+        raise KeyError("from the overshoot")
+
+    def body():
+        worker.append(_thread.get_ident())
+        try:
+            ready.set()
+            handoff.start()  # parked: main arms a target past this call
+            log.append(("not raised",))
+        except KeyError:
+            log.append(("caught",))
+        log.append(("end",))
+        handoff.close()
+
+    t = threading.Thread(target=body)
+    t.start()
+    assert ready.wait(10)
+    threading.Event().wait(0.1)  # the HANDOFF setup of SEMANTICS §21
+    R.root_space.thread_switch = cb
+    # The worker's frozen coordinates plus a deeper pair: passed at its first
+    # boundary after start() returns, the boundary of the thread change.
+    c = _r.coordinates(worker[0])
+    _r.call_at(worker[0], (*c, 10**6, 0), lambda: log.append(("hit",)), miss)
+    handoff.to(worker[0])
+    t.join(10)
+    R.root_space.thread_switch = None
+    assert ("miss",) in log, log
+    at = log.index(("miss",))
+    assert log[at + 1:at + 4] == [("switch", "W", "tuple"), ("caught",), ("end",)], log
+    assert log[-1] == ("switch", "main", "None"), log
+    print("raising call_at", log[at:])
+
+
+def clear_time_code_does_no_switch_work():
+    """Code that PyThreadState_Clear itself runs on a completing thread
+    (finalizers of thread-local data) gets no switch callback and does not
+    take the completion sentinel, which goes to the next thread (§15)."""
+    log = []
+    main_id = threading.get_ident()
+
+    def cb(delta, next_id):
+        on = "main" if threading.get_ident() == main_id else "W"
+        log.append(("switch", "None" if delta is None else "tuple", on))
+
+    def gen():
+        yield from range(3)
+
+    class Finalized:
+        def __del__(self):
+            for _ in gen():
+                pass
+            log.append(("del", "main" if threading.get_ident() == main_id else "W"))
+
+    local = threading.local()
+
+    def body():
+        local.value = Finalized()
+        total = 0
+        for i in range(100):
+            total += i
+
+    R.root_space.thread_switch = cb
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(10)
+    x = 0
+    for i in range(10):
+        x += i
+    R.root_space.thread_switch = None
+    assert ("del", "W") in log, log
+    assert ("switch", "None", "W") not in log, log
+    assert log[-1] == ("switch", "None", "main"), log
+    print("clear-time code", log[log.index(("del", "W")):])
+
+
 switch_delta_sees_frames_entered_inline()
 call_at_hits_inside_inline_callees()
+raising_call_at_then_switch_at_the_same_boundary()
+clear_time_code_does_no_switch_work()

@@ -31,9 +31,12 @@ fn fast_paths_change_no_coordinate() {
 }
 
 /// Thread-switch deltas and call_at checks see the activations the fast paths
-/// made (regressions: a switch delta missing the previous thread's inline
-/// callees; a target inside inline callees overshot), with the same output
-/// with the fast paths on and off.
+/// made, and the boundary procedure keeps its order around a raising call_at
+/// callback and a completing thread (regressions: a switch delta missing the
+/// previous thread's inline callees; a target inside inline callees
+/// overshot; a switch lost when a call_at callback raised; the completion
+/// sentinel delivered to the completing thread's own clear-time code), with
+/// the same output with the fast paths on and off.
 #[test]
 fn scheduling_probes_see_fast_path_activations() {
     let inst = instrumented_312();
@@ -54,6 +57,6 @@ fn scheduling_probes_see_fast_path_activations() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let fast = output("0");
-    assert_eq!(fast.lines().count(), 2, "{fast}");
+    assert_eq!(fast.lines().count(), 4, "{fast}");
     assert_eq!(fast, output("1"), "fast and slow paths disagree");
 }

@@ -108,3 +108,41 @@ fn hooks_run_with_the_coordinate_engine() {
     );
     assert_eq!(out.trim(), "True True");
 }
+
+/// The runtime's state is per process and belongs to the main interpreter:
+/// `_retrace` refuses to load in a subinterpreter, isolated (CPython checks
+/// the module's `Py_mod_multiple_interpreters` slot) or legacy (the module's
+/// own check), even after the main interpreter imported it (multi-phase
+/// initialisation: no copy of the main interpreter's module is handed out),
+/// instead of sharing type objects and callbacks across interpreters; a
+/// subinterpreter's threads leave the main interpreter's probes alone.
+#[test]
+fn subinterpreters_get_a_clear_import_error() {
+    let inst = instrumented_312();
+    let script = r#"
+import _xxsubinterpreters as interps, threading, retrace
+calls = []
+retrace.root_space.thread_switch = lambda d, t: calls.append(t)
+for isolated in (True, False):
+    sub = interps.create(isolated=isolated)
+    try:
+        interps.run_string(sub, "import _retrace")
+    except interps.RunFailedError as e:
+        print(str(e))
+    interps.run_string(sub, "x = sum(range(100000))")
+    interps.destroy(sub)
+def work():
+    return sum(i for i in range(50000))
+ts = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in ts]; [t.join() for t in ts]
+retrace.root_space.thread_switch = None
+print(len(calls) > 0)
+"#;
+    let out = run_ok(&inst.launcher, &["-c", script], &[], None);
+    assert_eq!(
+        out,
+        "<class 'ImportError'>: module _retrace does not support loading in subinterpreters\n\
+         <class 'ImportError'>: _retrace is only available in the main interpreter \
+         (per-interpreter state is not implemented)\nTrue\n"
+    );
+}

@@ -11,6 +11,7 @@
 
 use super::{live, ApiError, Coords, InterpreterMemory, LiveView, NO_RECORD};
 use crate::engine::{FrameKey, FrameView, SpaceId, ThreadKey};
+use crate::location::Memory;
 use crate::sched::{
     compare_target, CallAtFire, Callback, SlotContent, SwitchDecision, SwitchPlan, TargetOrder,
 };
@@ -71,7 +72,7 @@ impl Coords {
         pending: PendingBoundary,
         in_callback: bool,
     ) -> Option<PendingBoundary> {
-        if in_callback {
+        if in_callback || !self.schedules(pending.tstate) {
             return None;
         }
         let thread = ThreadKey(pending.tstate);
@@ -87,6 +88,26 @@ impl Coords {
             }
             _ => Some(pending),
         }
+    }
+
+    /// Whether `tstate` takes part in scheduling: a thread of the main
+    /// interpreter (the registry and its callback objects belong to it; the
+    /// runtime has no per-interpreter state yet) that was not cleared.
+    pub(super) fn schedules(&self, tstate: u64) -> bool {
+        let retired = self
+            .engine
+            .thread(ThreadKey(tstate))
+            .is_none_or(|t| t.retired);
+        !retired && self.main_interpreter(tstate)
+    }
+
+    /// Whether `tstate` belongs to the first interpreter the runtime saw a
+    /// thread of (the main interpreter: its main thread runs first).
+    pub(super) fn main_interpreter(&self, tstate: u64) -> bool {
+        let interp = InterpreterMemory
+            .read_u64(tstate.wrapping_add(self.offsets.tstate_interp))
+            .unwrap_or(0);
+        self.main_interp == 0 || interp == self.main_interp
     }
 
     /// §14.6 `check_call_at` at a pending boundary. Returns the callback to
@@ -296,7 +317,7 @@ impl Coords {
         let Some(tid) = self.engine.thread(thread).map(|t| t.tid) else {
             return Vec::new();
         };
-        if !natural {
+        if !natural || !self.schedules(tstate) {
             return Vec::new();
         }
         self.sched.complete(thread, tid).callbacks

@@ -238,4 +238,8 @@ pub struct ThreadState {
     /// Frame and instruction index of this thread's last boundary (the `Q`
     /// of the start_frame fix, DESIGN-NOTES §4.1).
     pub last_dispatch: Option<(FrameKey, i64)>,
+    /// The thread state was cleared (§11.5): whatever Python code the clear
+    /// itself still runs (finalizers of thread-local data) does no call_at or
+    /// switch work and never becomes a cursor or the last thread again.
+    pub retired: bool,
 }

@@ -33,12 +33,13 @@ impl Engine {
                 callbacks: Vec::new(),
                 next_entry: 0,
                 last_dispatch: None,
+                retired: false,
             },
         );
     }
 
-    /// §11.5 thread-state clear: non-root thread-spaces are freed and the
-    /// thread returns to root.
+    /// §11.5 thread-state clear: non-root thread-spaces are freed, the
+    /// thread returns to root and is retired (no more scheduling work).
     pub fn clear_thread(&mut self, thread: ThreadKey) -> Result<(), EngineError> {
         let t = self.thread_mut(thread)?;
         t.spaces.retain(|&id, _| id == ROOT_SPACE);
@@ -52,6 +53,7 @@ impl Engine {
         t.tmode = false;
         t.in_callback = false;
         t.last_dispatch = None;
+        t.retired = true;
         Ok(())
     }
 

@@ -234,27 +234,36 @@ pub(crate) fn run_boundary(rt: &Runtime, p: PendingBoundary) -> bool {
         let _ = rt.with_coords(|c| c.finish_switch(p.tstate));
         return false;
     };
-    let raise_supported = rt.descriptor().info().raise_entry != 0;
+    // The error path restores the value stack from `stacktop`: only with a
+    // known stack pointer may an exception be raised into the frame.
+    let raise_supported = rt.descriptor().info().raise_entry != 0 && p.stack_pointer != 0;
     let mut saved = false;
+    let mut raised = false;
     // SAFETY: called from `rt_dispatch` with the GIL held, on the thread of
     // the boundary `p`, without the runtime lock.
     unsafe {
         let (fire, released) = rt.with_coords(|c| c.call_at_phase(&p)).unwrap_or_default();
-        release_all(released);
-        if let Some(fire) = fire {
+        if fire.is_some() || !released.is_empty() {
+            // Releasing a callback or running one may run Python code.
             save_frame(fields, &p);
             saved = true;
+        }
+        release_all(released);
+        if let Some(fire) = fire {
             let callback = object(fire.callback);
             let ok = invoke_call_at(rt, callback);
             let _ = rt.with_coords(|c| c.resume_boundary(&p));
             if !ok {
                 if raise_supported {
-                    Py_DECREF(callback);
-                    return true;
+                    // Raised into the frame once the switch check of this
+                    // boundary has run (§7, §14.6): the exception stays set
+                    // (switch callbacks save and restore it).
+                    raised = true;
+                } else {
+                    // No raise entry in this library: the exception cannot
+                    // reach the frame, so it is reported instead of lost.
+                    PyErr_WriteUnraisable(callback);
                 }
-                // No raise entry in this library: the exception cannot reach
-                // the frame, so it is reported instead of lost.
-                PyErr_WriteUnraisable(callback);
             }
             Py_DECREF(callback);
         }
@@ -294,20 +303,23 @@ pub(crate) fn run_boundary(rt: &Runtime, p: PendingBoundary) -> bool {
             SwitchDecision::Unraisable { callback } => {
                 let callback = object(callback);
                 Py_INCREF(callback);
+                let (mut t, mut v, mut tb) = (null_mut(), null_mut(), null_mut());
+                PyErr_Fetch(&mut t, &mut v, &mut tb);
                 PyErr_SetString(
                     PyExc_RuntimeError,
                     c"cannot compute the previous thread's delta".as_ptr(),
                 );
                 PyErr_WriteUnraisable(callback);
+                PyErr_Restore(t, v, tb);
                 let _ = rt.with_coords(|c| c.finish_switch(p.tstate));
                 Py_DECREF(callback);
             }
         }
-        if saved {
+        if saved && !raised {
             unsave_frame(fields, &p);
         }
     }
-    false
+    raised
 }
 
 /// Whether the runtime is finalizing (3.12 `_Py_IsFinalizing`, 3.13+

@@ -1,4 +1,5 @@
-//! C API pieces the runtime needs that pyo3-ffi hides under `abi3-py311`.
+//! C API pieces the runtime needs that pyo3-ffi hides under `abi3-py311`
+//! (vectorcall, and `PyInterpreterState_Main` for the main-interpreter check).
 //!
 //! Vectorcall entered the limited API in 3.12, so pyo3-ffi declares neither
 //! `PyObject_Vectorcall` nor `PyVectorcall_Call` for an abi3-py311 build, yet
@@ -31,4 +32,8 @@ extern "C" {
         tuple: *mut PyObject,
         dict: *mut PyObject,
     ) -> *mut PyObject;
+
+    /// `PyInterpreterState_Main` (exported by libpython 3.8+; outside the
+    /// limited API).
+    pub(super) fn PyInterpreterState_Main() -> *mut pyo3_ffi::PyInterpreterState;
 }

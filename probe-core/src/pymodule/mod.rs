@@ -493,7 +493,7 @@ static mut MODULE_DEF: PyModuleDef = PyModuleDef {
     m_base: PyModuleDef_HEAD_INIT,
     m_name: c"_retrace".as_ptr(),
     m_doc: MODULE_DOC.as_ptr(),
-    m_size: -1,
+    m_size: 0,
     // Set in `init_module` (a static initialiser cannot take the address of a `static mut`
     // on the workspace's minimum Rust version).
     m_methods: null_mut(),
@@ -503,26 +503,78 @@ static mut MODULE_DEF: PyModuleDef = PyModuleDef {
     m_free: None,
 };
 
-/// The init function registered with `PyImport_AppendInittab`.
-pub unsafe extern "C" fn init_module() -> *mut PyObject {
-    // SAFETY: called by the import system with the GIL held; MODULE_DEF is
-    // only ever handed to CPython, which owns its mutable header from then on.
+/// `Py_mod_exec` and `Py_mod_multiple_interpreters` (3.12+; the runtime is
+/// built against the 3.11 limited API, which lacks the latter).
+const PY_MOD_EXEC: c_int = 2;
+const PY_MOD_MULTIPLE_INTERPRETERS: c_int = 3;
+/// `Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED`.
+const MULTIPLE_INTERPRETERS_NOT_SUPPORTED: *mut std::ffi::c_void = null_mut();
+
+/// Multi-phase initialisation slots, filled by [`init_module`].
+static mut SLOTS: [PyModuleDef_Slot; 3] = [
+    PyModuleDef_Slot {
+        slot: 0,
+        value: null_mut(),
+    },
+    PyModuleDef_Slot {
+        slot: 0,
+        value: null_mut(),
+    },
+    PyModuleDef_Slot {
+        slot: 0,
+        value: null_mut(),
+    },
+];
+
+/// `Py_mod_exec`: the types, once per import. The runtime's state
+/// (coordinates, registry, these types) is per process and belongs to the
+/// main interpreter (SEMANTICS §2 wants it per interpreter; not implemented
+/// yet), so any other interpreter gets a clear ImportError: 3.12 refuses
+/// through the `Py_mod_multiple_interpreters` slot before this runs, and
+/// this check covers interpreters that do not look at the slot.
+unsafe extern "C" fn exec_module(module: *mut PyObject) -> c_int {
+    // SAFETY: called by the import system with the GIL held and `module`
+    // the module object being initialised.
     unsafe {
-        let def = addr_of_mut!(MODULE_DEF);
-        (*def).m_methods = addr_of_mut!(METHODS).cast::<PyMethodDef>();
-        let module = PyModule_Create2(def, PYTHON_API_VERSION);
-        if module.is_null() {
-            return null_mut();
+        if PyInterpreterState_Get() != ffi::PyInterpreterState_Main() {
+            PyErr_SetString(
+                PyExc_ImportError,
+                c"_retrace is only available in the main interpreter (per-interpreter state is not implemented)".as_ptr(),
+            );
+            return -1;
         }
         if wrapper::ready().is_err()
             || space::add_to(module).is_err()
             || handoff::add_to(module).is_err()
             || dispatch::add_to(module).is_err()
         {
-            Py_DECREF(module);
-            return null_mut();
+            return -1;
         }
-        module
+        0
+    }
+}
+
+/// The init function registered with `PyImport_AppendInittab`.
+pub unsafe extern "C" fn init_module() -> *mut PyObject {
+    // SAFETY: called by the import system with the GIL held; MODULE_DEF and
+    // SLOTS are only ever handed to CPython, which reads them from then on.
+    unsafe {
+        let slots = addr_of_mut!(SLOTS).cast::<PyModuleDef_Slot>();
+        *slots = PyModuleDef_Slot {
+            slot: PY_MOD_EXEC,
+            value: exec_module as *mut std::ffi::c_void,
+        };
+        let version = runtime::get().map_or(0, |rt| rt.descriptor().info().py_version_hex);
+        if version >= 0x030c_0000 {
+            *slots.add(1) = PyModuleDef_Slot {
+                slot: PY_MOD_MULTIPLE_INTERPRETERS,
+                value: MULTIPLE_INTERPRETERS_NOT_SUPPORTED,
+            };
+        }
+        let def = addr_of_mut!(MODULE_DEF);
+        (*def).m_methods = addr_of_mut!(METHODS).cast::<PyMethodDef>();
+        (*def).m_slots = slots;
+        PyModuleDef_Init(def)
     }
 }
 
