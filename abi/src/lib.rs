@@ -185,6 +185,8 @@ pub enum DetourKind {
     /// `PyThreadState_SetAsyncExc`: its `id` is a Retrace id or a native
     /// ident (SEMANTICS §9.5).
     SetAsyncExc = 4,
+    /// `PyThreadState_New`: parent-derived ids for thread states C code creates.
+    ThreadStateNew = 5,
 }
 
 impl DetourKind {
@@ -194,6 +196,7 @@ impl DetourKind {
             2 => DetourKind::Dealloc,
             3 => DetourKind::ThreadStateClear,
             4 => DetourKind::SetAsyncExc,
+            5 => DetourKind::ThreadStateNew,
             _ => return None,
         })
     }
@@ -534,11 +537,12 @@ mod tests {
             DetourKind::Dealloc,
             DetourKind::ThreadStateClear,
             DetourKind::SetAsyncExc,
+            DetourKind::ThreadStateNew,
         ] {
             assert_eq!(DetourKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(DetourKind::from_u32(0), None);
-        assert_eq!(DetourKind::from_u32(5), None);
+        assert_eq!(DetourKind::from_u32(6), None);
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   the thread it names by the resolver the runtime installed, then the
 //!   relocated original runs with it; an id naming no thread affects nothing
 //!   (0).
+//! * `PyThreadState_New` → [`thread_state_new`]: the relocated original, then
+//!   the observer the runtime installed registers the new thread state with
+//!   an id derived from the creating thread (SEMANTICS §9.4).
 //!
 //! All replacements run with the GIL held, so the map's `Mutex` is always
 //! uncontended; it keeps the code sound without relying on that. No Python
@@ -187,6 +190,37 @@ extern "C" fn thread_state_clear(tstate: *mut c_void) {
     }
 }
 
+/// The relocated original `PyThreadState_New` (load address), set by [`install`].
+static NEW_ORIGINAL: AtomicU64 = AtomicU64::new(0);
+
+/// Called with each thread state `PyThreadState_New` created.
+static NEW_OBSERVER: OnceLock<fn(u64)> = OnceLock::new();
+
+/// Installs the observer of `PyThreadState_New` (once; later calls are ignored).
+pub fn set_thread_new_observer(observer: fn(u64)) {
+    let _ = NEW_OBSERVER.set(observer);
+}
+
+/// Replacement of `PyThreadState *PyThreadState_New(PyInterpreterState *)`:
+/// the original, then the observer with the new thread state.
+extern "C" fn thread_state_new(interp: *mut c_void) -> *mut c_void {
+    let original = NEW_ORIGINAL.load(Ordering::Acquire);
+    if original == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: `install` stored the load address of the relocated entry of
+    // this very function (the rewriter verified it is a callable copy that
+    // jumps back into the original body), with the same signature.
+    let created = unsafe {
+        let f: extern "C" fn(*mut c_void) -> *mut c_void = std::mem::transmute(original as usize);
+        f(interp)
+    };
+    if let (false, Some(observer)) = (created.is_null(), NEW_OBSERVER.get()) {
+        observer(created as u64);
+    }
+    created
+}
+
 /// The relocated original `PyThreadState_SetAsyncExc` (load address), set by [`install`].
 static SET_ASYNC_EXC_ORIGINAL: AtomicU64 = AtomicU64::new(0);
 
@@ -298,6 +332,14 @@ fn replacement(
             let original = info.original.wrapping_add(descriptor.info().load_bias);
             SET_ASYNC_EXC_ORIGINAL.store(original, Ordering::Release);
             Ok(set_async_exc as *const () as u64)
+        }
+        Some(DetourKind::ThreadStateNew) => {
+            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
+                return Err("PyThreadState_New has no callable original");
+            }
+            let original = info.original.wrapping_add(descriptor.info().load_bias);
+            NEW_ORIGINAL.store(original, Ordering::Release);
+            Ok(thread_state_new as *const () as u64)
         }
         Some(DetourKind::HashPointer) => Ok(hash_pointer as *const () as u64),
         Some(DetourKind::Dealloc) => {

@@ -98,6 +98,7 @@ fn runtime_detour(kind: DetourKind) -> RtDetour {
         DetourKind::Dealloc => RtDetour::Dealloc,
         DetourKind::ThreadStateClear => RtDetour::ThreadStateClear,
         DetourKind::SetAsyncExc => RtDetour::SetAsyncExc,
+        DetourKind::ThreadStateNew => RtDetour::ThreadStateNew,
     }
 }
 

@@ -99,8 +99,8 @@ fn verifier_accepts_the_real_output_and_rejects_each_corruption() {
     assert_eq!(ok.detours_checked, f.manifest.detours.len());
     assert_eq!(
         f.manifest.detours.len(),
-        4,
-        "3.12 detours HashPointer, Dealloc, ThreadStateClear and SetAsyncExc"
+        5,
+        "3.12 detours HashPointer, Dealloc, ThreadStateClear, SetAsyncExc and ThreadStateNew"
     );
     assert!(
         ok.slots_unchanged > 20_000,

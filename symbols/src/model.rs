@@ -278,6 +278,9 @@ pub enum FunctionRole {
     ThreadStateClear,
     /// `PyThreadState_SetAsyncExc`: Retrace ids accepted (SEMANTICS §9.5).
     SetAsyncExc,
+    /// `PyThreadState_New`: thread states C code creates get parent-derived
+    /// ids (SEMANTICS §9.4).
+    ThreadStateNew,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -418,6 +421,9 @@ pub enum DetourKind {
     /// `PyThreadState_SetAsyncExc`: resolve a Retrace id or native ident
     /// (SEMANTICS §9.5) before the original runs.
     SetAsyncExc,
+    /// `PyThreadState_New`: derive the id of a thread state created by C
+    /// code from the creating thread (SEMANTICS §9.4).
+    ThreadStateNew,
 }
 
 /// A function whose entry the rewriter diverts to a detour that calls the

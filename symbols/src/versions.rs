@@ -166,12 +166,14 @@ const PY312: VersionProfile = VersionProfile {
         (FunctionRole::Dealloc, "_Py_Dealloc"),
         (FunctionRole::ThreadStateClear, "PyThreadState_Clear"),
         (FunctionRole::SetAsyncExc, "PyThreadState_SetAsyncExc"),
+        (FunctionRole::ThreadStateNew, "PyThreadState_New"),
     ],
     detours: &[
         (DetourKind::HashPointer, "_Py_HashPointer"),
         (DetourKind::Dealloc, "_Py_Dealloc"),
         (DetourKind::ThreadStateClear, "PyThreadState_Clear"),
         (DetourKind::SetAsyncExc, "PyThreadState_SetAsyncExc"),
+        (DetourKind::ThreadStateNew, "PyThreadState_New"),
     ],
     opcode_arrays: ("_PyOpcode_Caches", "_PyOpcode_Deopt"),
     struct_fields: &[

@@ -307,7 +307,7 @@ fn functions_and_labels_3_12() {
     assert_eq!(f("_PyEvalFrameClearAndPop").address, 0x280d00);
     assert_eq!(f("_PyFrame_Copy").size, 43);
     assert_eq!(f("PyThreadState_Clear").address, 0x2d8760);
-    assert_eq!(links.functions.len(), 9);
+    assert_eq!(links.functions.len(), 10);
     // GCC emitted 3.12.1's `exception_unwind` label without an address.
     assert!(links.label(LabelRole::ExceptionUnwind).is_none());
     assert_eq!(

@@ -146,3 +146,19 @@ print(len(calls) > 0)
          (per-interpreter state is not implemented)\nTrue\n"
     );
 }
+
+/// Thread states C code creates with `PyThreadState_New` (the function
+/// detour) get ids derived from the creating thread's coordinates, in root
+/// and in a fresh space (SEMANTICS §9.4), checked against the Python model.
+#[test]
+fn thread_states_created_by_c_code_derive_their_ids() {
+    let inst = instrumented_312();
+    let script = scripts_dir().join("thread_state_new.py");
+    let out = run_ok(
+        &inst.launcher,
+        &[script.to_str().expect("utf-8 path")],
+        &[],
+        None,
+    );
+    assert_eq!(out, "ok\n");
+}

@@ -145,8 +145,33 @@ impl Coords {
         native_ident: u64,
         thread_id_offset: u64,
     ) -> Result<(u64, u64), ApiError> {
-        let parent_key = self.current(starter)?;
+        self.current(starter)?;
         let child = self.find_started(starter, old_head, native_ident, thread_id_offset)?;
+        let tid = self.register_child(starter, child)?;
+        started()
+            .get_or_insert_with(PtrMap::default)
+            .insert(child, (self.serial_of(child), native_ident));
+        Ok((child, tid))
+    }
+
+    /// §9.4 for a thread state that C code created with
+    /// `PyThreadState_New` on the calling thread `creator` (an extension's own
+    /// threads): its id derives from the creator's coordinates at the call.
+    /// Returns the child's id.
+    pub fn register_created_thread(&mut self, creator: u64, child: u64) -> Result<u64, ApiError> {
+        if child == 0 || child == creator || self.announced(child) {
+            return Err(ApiError::UnknownThread);
+        }
+        self.current(creator)?;
+        self.register_child(creator, child)
+    }
+
+    /// Derives the id of the new thread state `child` from `parent` (§9.4:
+    /// its id, current space and visible pairs there; collisions retried
+    /// against the live thread states of the interpreter) and creates its
+    /// record in a fresh thread-space for the parent's current space.
+    fn register_child(&mut self, parent: u64, child: u64) -> Result<u64, ApiError> {
+        let parent_key = ThreadKey(parent);
         let (parent_tid, space) = self
             .engine
             .thread(parent_key)
@@ -157,18 +182,18 @@ impl Coords {
             .engine
             .visible_pairs(&live(self.offsets, &memory), parent_key, space)
             .unwrap_or_default();
-        let parent = Parent {
+        let derived_from = Parent {
             tid: parent_tid,
             space_id: space,
             frames: &frames,
         };
         let held: Vec<u64> = self
-            .interpreter_threads(starter)
+            .interpreter_threads(parent)
             .into_iter()
             .filter(|&ts| ts != child)
             .filter_map(|ts| self.held_id(ts))
             .collect();
-        let tid = ids::assign(DEFAULT_MIXER, self.root_seed, Some(&parent), |id| {
+        let tid = ids::assign(DEFAULT_MIXER, self.root_seed, Some(&derived_from), |id| {
             held.contains(&id)
         });
         let key = ThreadKey(child);
@@ -176,10 +201,7 @@ impl Coords {
         self.engine.remove_thread(key);
         self.engine.new_thread(key, tid, space);
         self.serials.insert(child, serial);
-        started()
-            .get_or_insert_with(PtrMap::default)
-            .insert(child, (serial, native_ident));
-        Ok((child, tid))
+        Ok(tid)
     }
 
     /// The thread state a `_thread` start just created (see

@@ -377,10 +377,25 @@ pub(crate) fn on_thread_clear(tstate: u64) {
     super::ident::forget_thread(tstate);
 }
 
+/// The `PyThreadState_New` observer: a thread state created by C code on a
+/// thread that runs Python (its state is current, so it holds the GIL) gets
+/// an id derived from that thread's coordinates (§9.4); one created without
+/// a current thread state is announced parentless at its first event.
+pub(crate) fn on_thread_new(created: u64) {
+    let creator = api::current_tstate();
+    if creator == 0 {
+        return;
+    }
+    if let Some(rt) = runtime::get() {
+        let _ = rt.with_coords(|c| c.register_created_thread(creator, created));
+    }
+}
+
 /// Installs the handlers above into the runtime (at start-up).
 pub(crate) fn install() {
     runtime::set_boundary_handler(run_boundary);
     crate::detours::set_thread_clear_observer(on_thread_clear);
+    crate::detours::set_thread_new_observer(on_thread_new);
 }
 
 // ---------------------------------------------------------------------------
