@@ -72,22 +72,24 @@ impl Coords {
         pending: PendingBoundary,
         in_callback: bool,
     ) -> Option<PendingBoundary> {
-        if in_callback || !self.schedules(pending.tstate) {
+        if in_callback {
             return None;
         }
         let thread = ThreadKey(pending.tstate);
         let armed = pending.space.is_some() && self.must_check(pending.tstate);
-        if armed {
-            return Some(pending);
-        }
-        match self.sched.last_thread() {
-            Some(t) if t == thread => None,
-            _ if !self.sched.any_switch_callback() => {
-                self.sched.finish_switch(thread);
-                None
+        if !armed {
+            // The common case, checked first: same thread, nothing armed.
+            if self.sched.last_thread() == Some(thread) {
+                return None;
             }
-            _ => Some(pending),
+            if !self.sched.any_switch_callback() {
+                if self.schedules(pending.tstate) {
+                    self.sched.finish_switch(thread);
+                }
+                return None;
+            }
         }
+        self.schedules(pending.tstate).then_some(pending)
     }
 
     /// Whether `tstate` takes part in scheduling: a thread of the main
