@@ -15,11 +15,12 @@ use super::args::match_parameters;
 use super::dispatch::{self, Kind};
 use super::errors::{finish, raise, type_error, Raised};
 use super::ffi::PyObject_Vectorcall;
-use super::release::release;
+use super::release::{self, release, OneReference};
 use super::results::none;
 use super::space;
 use pyo3_ffi::*;
 use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::mem::offset_of;
 use std::ptr::{addr_of_mut, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -551,46 +552,8 @@ unsafe extern "C" fn repr(slf: *mut PyObject) -> *mut PyObject {
     }
 }
 
-/// `tp_traverse`: the space and the heap type.
-unsafe extern "C" fn traverse(slf: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
-    // SAFETY: CPython's GC calls this with `slf` a proxy.
-    unsafe {
-        let space = (*slf.cast::<Proxy>()).space;
-        if !space.is_null() {
-            let status = visit(space, arg);
-            if status != 0 {
-                return status;
-            }
-        }
-        visit(Py_TYPE(slf).cast(), arg)
-    }
-}
-
-/// `tp_clear`: drops the space.
-unsafe extern "C" fn clear(slf: *mut PyObject) -> c_int {
-    // SAFETY: called with the GIL held and `slf` a proxy; the field is
-    // emptied before the reference is released.
-    unsafe {
-        let space = std::mem::replace(&mut (*slf.cast::<Proxy>()).space, null_mut());
-        Py_XDECREF(space);
-    }
-    0
-}
-
-/// `tp_dealloc`.
-unsafe extern "C" fn dealloc(slf: *mut PyObject) {
-    // SAFETY: called once by CPython when the last reference goes, with the
-    // GIL held; the type is GC-managed and not subclassable, so the memory
-    // came from the GC allocator and the heap type holds one reference per
-    // instance. The owned reference is taken out before the memory is freed.
-    unsafe {
-        let ty = Py_TYPE(slf);
-        PyObject_GC_UnTrack(slf.cast());
-        let owned = std::mem::replace(&mut (*slf.cast::<Proxy>()).space, null_mut());
-        PyObject_GC_Del(slf.cast());
-        Py_DECREF(ty.cast());
-        release(owned);
-    }
+impl OneReference for Proxy {
+    const OFFSET: usize = offset_of!(Proxy, space);
 }
 
 static mut METHODS: [PyMethodDef; 4] = [
@@ -636,9 +599,9 @@ pub(super) unsafe fn ready() -> Result<(), Raised> {
     let slot = |slot: c_int, pfunc: *mut c_void| PyType_Slot { slot, pfunc };
     let mut slots = [
         slot(Py_tp_doc, DOC.as_ptr() as *mut c_void),
-        slot(Py_tp_dealloc, dealloc as *mut c_void),
-        slot(Py_tp_traverse, traverse as *mut c_void),
-        slot(Py_tp_clear, clear as *mut c_void),
+        slot(Py_tp_dealloc, release::dealloc::<Proxy> as *mut c_void),
+        slot(Py_tp_traverse, release::traverse::<Proxy> as *mut c_void),
+        slot(Py_tp_clear, release::clear::<Proxy> as *mut c_void),
         slot(Py_tp_repr, repr as *mut c_void),
         slot(Py_tp_getattro, getattro as *mut c_void),
         slot(Py_tp_methods, addr_of_mut!(METHODS).cast()),

@@ -12,13 +12,14 @@ use super::callbacks;
 use super::errors::{finish, type_error, Raised};
 use super::hooks;
 use super::queries::{coordinates_in, hash_in, thread_delta_in};
-use super::release::release;
+use super::release::{self, OneReference};
 use super::results::{none, word};
 use super::run::run_rest;
 use super::wrapper::{self, Form};
 use crate::api;
 use pyo3_ffi::*;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::mem::offset_of;
 use std::ptr::{addr_of_mut, null, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -361,46 +362,8 @@ unsafe extern "C" fn repr(slf: *mut PyObject) -> *mut PyObject {
     }
 }
 
-/// `tp_traverse`: the id object and the heap type.
-unsafe extern "C" fn traverse(slf: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
-    // SAFETY: CPython's GC calls this with `slf` an instance of the type.
-    unsafe {
-        let id = (*slf.cast::<Space>()).id;
-        if !id.is_null() {
-            let status = visit(id, arg);
-            if status != 0 {
-                return status;
-            }
-        }
-        visit(Py_TYPE(slf).cast(), arg)
-    }
-}
-
-/// `tp_clear`: drops the id object.
-unsafe extern "C" fn clear(slf: *mut PyObject) -> c_int {
-    // SAFETY: called with the GIL held and `slf` an instance of the type; the
-    // field is emptied before the reference is released.
-    unsafe {
-        let id = std::mem::replace(&mut (*slf.cast::<Space>()).id, null_mut());
-        Py_XDECREF(id);
-    }
-    0
-}
-
-/// `tp_dealloc`.
-unsafe extern "C" fn dealloc(slf: *mut PyObject) {
-    // SAFETY: called once by CPython when the last reference goes, with the
-    // GIL held; the type is GC-managed and not subclassable, so the memory
-    // came from the GC allocator and the heap type holds one reference per
-    // instance. The owned reference is taken out before the memory is freed.
-    unsafe {
-        let ty = Py_TYPE(slf);
-        PyObject_GC_UnTrack(slf.cast());
-        let owned = std::mem::replace(&mut (*slf.cast::<Space>()).id, null_mut());
-        PyObject_GC_Del(slf.cast());
-        Py_DECREF(ty.cast());
-        release(owned);
-    }
+impl OneReference for Space {
+    const OFFSET: usize = offset_of!(Space, id);
 }
 
 /// Creates the type (once) and adds it to `module` as `_CoordinateSpace`.
@@ -414,9 +377,9 @@ pub(super) unsafe fn add_to(module: *mut PyObject) -> Result<(), Raised> {
         let mut slots = [
             slot(Py_tp_doc, DOC.as_ptr() as *mut c_void),
             slot(Py_tp_new, new as *mut c_void),
-            slot(Py_tp_dealloc, dealloc as *mut c_void),
-            slot(Py_tp_traverse, traverse as *mut c_void),
-            slot(Py_tp_clear, clear as *mut c_void),
+            slot(Py_tp_dealloc, release::dealloc::<Space> as *mut c_void),
+            slot(Py_tp_traverse, release::traverse::<Space> as *mut c_void),
+            slot(Py_tp_clear, release::clear::<Space> as *mut c_void),
             slot(Py_tp_repr, repr as *mut c_void),
             slot(Py_tp_methods, addr_of_mut!(METHODS).cast()),
             slot(Py_tp_getset, addr_of_mut!(GETSET).cast()),

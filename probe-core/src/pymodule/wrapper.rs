@@ -12,7 +12,7 @@
 use super::args::{callable, space_id};
 use super::errors::{finish, raise, type_error, Raised};
 use super::ffi::{PyVectorcall_Call, TPFLAGS_HAVE_VECTORCALL};
-use super::release::release;
+use super::release::{self, OneReference};
 use super::run::call_in_space;
 use pyo3_ffi::*;
 use std::ffi::{c_int, c_uint, c_void};
@@ -97,9 +97,15 @@ pub(super) unsafe fn ready() -> Result<(), Raised> {
     let slot = |slot: c_int, pfunc: *mut c_void| PyType_Slot { slot, pfunc };
     let mut slots = [
         slot(Py_tp_doc, DOC.as_ptr() as *mut c_void),
-        slot(Py_tp_dealloc, dealloc as *mut c_void),
-        slot(Py_tp_traverse, traverse as *mut c_void),
-        slot(Py_tp_clear, clear as *mut c_void),
+        slot(
+            Py_tp_dealloc,
+            release::dealloc::<CallWrapper> as *mut c_void,
+        ),
+        slot(
+            Py_tp_traverse,
+            release::traverse::<CallWrapper> as *mut c_void,
+        ),
+        slot(Py_tp_clear, release::clear::<CallWrapper> as *mut c_void),
         slot(Py_tp_repr, repr as *mut c_void),
         slot(Py_tp_call, PyVectorcall_Call as *mut c_void),
         slot(Py_tp_descr_get, descr_get as *mut c_void),
@@ -300,47 +306,8 @@ unsafe extern "C" fn repr(slf: *mut PyObject) -> *mut PyObject {
     }
 }
 
-/// `tp_traverse`: the wrapped object and, as for every heap type, the type.
-unsafe extern "C" fn traverse(slf: *mut PyObject, visit: visitproc, arg: *mut c_void) -> c_int {
-    // SAFETY: CPython's GC calls this with `slf` an instance of our type.
-    unsafe {
-        let target = (*slf.cast::<CallWrapper>()).wrapped;
-        if !target.is_null() {
-            let status = visit(target, arg);
-            if status != 0 {
-                return status;
-            }
-        }
-        visit(Py_TYPE(slf).cast(), arg)
-    }
-}
-
-/// `tp_clear`: drops the wrapped object.
-unsafe extern "C" fn clear(slf: *mut PyObject) -> c_int {
-    // SAFETY: called with the GIL held and `slf` an instance of our type; the
-    // field is emptied before the reference is released.
-    unsafe {
-        let field = &mut (*slf.cast::<CallWrapper>()).wrapped;
-        let target = std::mem::replace(field, null_mut());
-        Py_XDECREF(target);
-    }
-    0
-}
-
-/// `tp_dealloc`.
-unsafe extern "C" fn dealloc(slf: *mut PyObject) {
-    // SAFETY: called once by CPython when the last reference goes, with the
-    // GIL held; the type is GC-managed and not subclassable, so the memory
-    // came from the GC allocator and the heap type holds one reference per
-    // instance. The owned reference is taken out before the memory is freed.
-    unsafe {
-        let ty = Py_TYPE(slf);
-        PyObject_GC_UnTrack(slf.cast());
-        let owned = std::mem::replace(&mut (*slf.cast::<CallWrapper>()).wrapped, null_mut());
-        PyObject_GC_Del(slf.cast());
-        Py_DECREF(ty.cast());
-        release(owned);
-    }
+impl OneReference for CallWrapper {
+    const OFFSET: usize = offset_of!(CallWrapper, wrapped);
 }
 
 /// Checks the callable, then wraps it.
