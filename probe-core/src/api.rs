@@ -11,6 +11,16 @@ use std::sync::OnceLock;
 
 pub use crate::coords::ApiError;
 
+/// The address of the first of `names` the process exports (CPython renames
+/// some functions between versions), if any.
+pub(crate) fn first_exported(names: &[&std::ffi::CStr]) -> Option<*mut libc::c_void> {
+    names.iter().find_map(|name| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    })
+}
+
 /// The calling thread's `PyThreadState` (0 when it has none).
 ///
 /// 3.12 exports `_PyThreadState_UncheckedGet`, 3.13 `PyThreadState_GetUnchecked`;
@@ -19,17 +29,12 @@ pub fn current_tstate() -> u64 {
     type Getter = unsafe extern "C" fn() -> *mut std::ffi::c_void;
     static GETTER: OnceLock<Option<Getter>> = OnceLock::new();
     let getter = GETTER.get_or_init(|| {
-        [
+        first_exported(&[
             c"PyThreadState_GetUnchecked",
             c"_PyThreadState_UncheckedGet",
-        ]
-        .iter()
-        .find_map(|name| {
-            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-            // SAFETY: both symbols are `PyThreadState *(void)` functions.
-            (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Getter>(p) })
-        })
+        ])
+        // SAFETY: both symbols are `PyThreadState *(void)` functions.
+        .map(|p| unsafe { std::mem::transmute::<*mut libc::c_void, Getter>(p) })
     });
     match getter {
         // SAFETY: the getter only reads the thread's current state pointer.

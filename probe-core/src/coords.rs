@@ -467,28 +467,38 @@ impl Coords {
         if tstate != self.last_thread {
             return;
         }
-        // A thread with an armed coordinate target gets no fast path: every
-        // boundary of it is checked (§7).
-        let record = match (self.publish, frame.and_then(|f| self.hot(f))) {
-            (true, Some(hot)) if !self.must_check(tstate) => record_address(hot),
+        let fast = self.fast_paths_for(tstate);
+        let record = match frame.and_then(|f| self.hot(f)) {
+            Some(hot) if fast => record_address(hot),
             _ => record_address(&NO_RECORD),
         };
         self.words.cur_record.store(record, Relaxed);
-        self.publish_slot(tstate);
+        self.publish_slot_with(tstate, fast);
+    }
+
+    /// Whether the stubs and hook fast paths may run for `tstate`: they are
+    /// not switched off (`RETRACE_SLOW_PATH=1`) and no coordinate target of
+    /// the thread is armed (§7: every boundary of such a thread is checked,
+    /// so neither its dispatches nor the activations whose records the hook
+    /// fast paths would publish may bypass the runtime).
+    fn fast_paths_for(&self, tstate: u64) -> bool {
+        self.publish && !self.must_check(tstate)
     }
 
     /// Publishes `slot_record` for `tstate` (the thread of the last
-    /// boundary): the record holding `T.slot` when it is a frame's ordinal
-    /// and `T` is not in transparent mode, else [`NO_RECORD`]. A thread with
-    /// an armed coordinate target gets [`NO_RECORD`] too: the hook fast paths
-    /// would publish the records of the frames they activate, whose
-    /// boundaries must all be checked (§7).
+    /// boundary): the record holding `T.slot` when it is a frame's ordinal,
+    /// `T` is not in transparent mode and its fast paths may run, else
+    /// [`NO_RECORD`].
     fn publish_slot(&self, tstate: u64) {
-        let armed = self.must_check(tstate);
+        self.publish_slot_with(tstate, self.fast_paths_for(tstate));
+    }
+
+    /// [`Coords::publish_slot`] with `fast` = [`Coords::fast_paths_for`].
+    fn publish_slot_with(&self, tstate: u64, fast: bool) {
         let holder = self
             .engine
             .thread(ThreadKey(tstate))
-            .filter(|t| !t.tmode && self.publish && !armed)
+            .filter(|t| !t.tmode && fast)
             .and_then(|t| match t.slot {
                 Some(Slot::FrameOrd(f)) => self.hot(f),
                 _ => None,

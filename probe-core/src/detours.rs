@@ -310,6 +310,26 @@ pub enum Installed {
     },
 }
 
+/// `replacement` for a detour whose replacement runs the relocated original:
+/// stores the original's load address in `original`, or says why there is
+/// no callable original (`missing`).
+fn wrapping(
+    info: &DetourInfo,
+    descriptor: &LiveDescriptor,
+    original: &AtomicU64,
+    replacement: u64,
+    missing: &'static str,
+) -> Result<u64, &'static str> {
+    if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
+        return Err(missing);
+    }
+    original.store(
+        info.original.wrapping_add(descriptor.info().load_bias),
+        Ordering::Release,
+    );
+    Ok(replacement)
+}
+
 /// The replacement for a detour, or why there is none.
 fn replacement(
     kind: Option<DetourKind>,
@@ -317,30 +337,27 @@ fn replacement(
     descriptor: &LiveDescriptor,
 ) -> Result<u64, &'static str> {
     match kind {
-        Some(DetourKind::ThreadStateClear) => {
-            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
-                return Err("PyThreadState_Clear has no callable original");
-            }
-            let original = info.original.wrapping_add(descriptor.info().load_bias);
-            CLEAR_ORIGINAL.store(original, Ordering::Release);
-            Ok(thread_state_clear as *const () as u64)
-        }
-        Some(DetourKind::SetAsyncExc) => {
-            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
-                return Err("PyThreadState_SetAsyncExc has no callable original");
-            }
-            let original = info.original.wrapping_add(descriptor.info().load_bias);
-            SET_ASYNC_EXC_ORIGINAL.store(original, Ordering::Release);
-            Ok(set_async_exc as *const () as u64)
-        }
-        Some(DetourKind::ThreadStateNew) => {
-            if info.original == 0 || info.flags & retrace_abi::DETOUR_FULL_REPLACEMENT != 0 {
-                return Err("PyThreadState_New has no callable original");
-            }
-            let original = info.original.wrapping_add(descriptor.info().load_bias);
-            NEW_ORIGINAL.store(original, Ordering::Release);
-            Ok(thread_state_new as *const () as u64)
-        }
+        Some(DetourKind::ThreadStateClear) => wrapping(
+            info,
+            descriptor,
+            &CLEAR_ORIGINAL,
+            thread_state_clear as *const () as u64,
+            "PyThreadState_Clear has no callable original",
+        ),
+        Some(DetourKind::SetAsyncExc) => wrapping(
+            info,
+            descriptor,
+            &SET_ASYNC_EXC_ORIGINAL,
+            set_async_exc as *const () as u64,
+            "PyThreadState_SetAsyncExc has no callable original",
+        ),
+        Some(DetourKind::ThreadStateNew) => wrapping(
+            info,
+            descriptor,
+            &NEW_ORIGINAL,
+            thread_state_new as *const () as u64,
+            "PyThreadState_New has no callable original",
+        ),
         Some(DetourKind::HashPointer) => Ok(hash_pointer as *const () as u64),
         Some(DetourKind::Dealloc) => {
             let o = descriptor.info().offsets;

@@ -132,7 +132,7 @@ impl Coords {
         let fired = self.sched.check_call_at(tid, |space| {
             engine.coordinates(&view, thread, space, 0).ok().flatten()
         });
-        self.republish(p.tstate, Some(p.frame));
+        self.publish_for(p.tstate, Some(p.frame));
         fired
     }
 
@@ -174,11 +174,7 @@ impl Coords {
     pub fn resume_boundary(&mut self, p: &PendingBoundary) {
         self.switch_to(p.tstate);
         self.adopt(p.tstate);
-        self.republish(p.tstate, Some(p.frame));
-    }
-
-    fn republish(&self, tstate: u64, frame: Option<FrameKey>) {
-        self.publish_for(tstate, frame);
+        self.publish_for(p.tstate, Some(p.frame));
     }
 
     /// The Retrace id of the calling thread.
@@ -253,7 +249,7 @@ impl Coords {
                 miss,
             },
         );
-        self.republish(caller, self.current_frame(caller));
+        self.publish_for(caller, self.current_frame(caller));
         Ok(released)
     }
 
@@ -284,7 +280,7 @@ impl Coords {
                 miss,
             },
         );
-        self.republish(caller, self.current_frame(caller));
+        self.publish_for(caller, self.current_frame(caller));
         Ok(released)
     }
 
@@ -376,10 +372,5 @@ impl Coords {
             .engine
             .thread(me)
             .and_then(|t| (!t.tmode).then_some(t.cur_space)))
-    }
-
-    /// The Retrace id of the thread state `tstate` (announcing it if needed).
-    pub fn thread_id_of(&mut self, tstate: u64) -> Option<u64> {
-        self.current_thread_id(tstate)
     }
 }

@@ -173,15 +173,6 @@ impl Engine {
 }
 
 impl Engine {
-    /// The thread whose Retrace id is `tid`, among the threads the engine
-    /// knows (the caller checks that the thread state is still live).
-    pub fn threads_with_tid(&self, tid: u64) -> impl Iterator<Item = ThreadKey> + '_ {
-        self.threads
-            .iter()
-            .filter(move |(_, t)| t.tid == tid)
-            .map(|(&k, _)| ThreadKey(k))
-    }
-
     /// §10: the location hash of `thread` in the thread-space of the
     /// nearest frame visible in any space (walk §6), `None` when the walk
     /// finds no visible frame.

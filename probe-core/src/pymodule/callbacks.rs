@@ -23,7 +23,7 @@ use super::errors::{raise, raise_api, type_error, Raised};
 use super::results::none;
 use super::wrapper::{self, Form};
 use crate::api;
-use crate::coords::{ArmError, PendingBoundary};
+use crate::coords::{ArmError, Coords, PendingBoundary};
 use crate::runtime::{self, Runtime};
 use crate::sched::{Callback, SwitchDecision};
 use pyo3_ffi::*;
@@ -284,7 +284,7 @@ pub(crate) fn run_boundary(rt: &Runtime, p: PendingBoundary) -> bool {
                 // Our own reference: the callback may unregister itself.
                 Py_INCREF(callback);
                 let tid = rt
-                    .with_coords(|c| c.thread_id_of(p.tstate))
+                    .with_coords(|c| c.current_thread_id(p.tstate))
                     .flatten()
                     .unwrap_or(0);
                 let args = switch_args(previous_delta.as_deref(), p.tstate, tid);
@@ -328,15 +328,9 @@ fn finalizing() -> bool {
     type Query = unsafe extern "C" fn() -> std::ffi::c_int;
     static QUERY: OnceLock<Option<Query>> = OnceLock::new();
     let query = QUERY.get_or_init(|| {
-        [c"Py_IsFinalizing", c"_Py_IsFinalizing"]
-            .iter()
-            .find_map(|name| {
-                // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
-                let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-                // SAFETY: both are `int (void)` functions.
-                (!p.is_null())
-                    .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Query>(p) })
-            })
+        api::first_exported(&[c"Py_IsFinalizing", c"_Py_IsFinalizing"])
+            // SAFETY: both are `int (void)` functions.
+            .map(|p| unsafe { std::mem::transmute::<*mut libc::c_void, Query>(p) })
     });
     // SAFETY: reads the runtime's finalizing flag.
     query.is_some_and(|q| unsafe { q() } != 0)
@@ -526,21 +520,49 @@ unsafe fn arm_coordinates(
                 return Err(Raised);
             }
         };
-        let caller = api::current_tstate();
-        let armed = rt
-            .with_coords(|c| match tid {
+        let new = std::iter::once(hit).chain(miss).collect();
+        update_registry(
+            rt,
+            new,
+            |c, caller| match tid {
                 None => c.arm_call_at_current(caller, space, target, hit, miss),
                 Some(tid) => c.arm_call_at_thread(caller, tid, space, target, hit, miss),
-            })
-            .unwrap_or(Err(ArmError::Inactive));
-        match armed {
-            Ok(released) => {
+            },
+            raise_arm,
+        )?;
+        Ok(none())
+    }
+}
+
+/// Hands the new references `new` to the registry through `update` (run on
+/// the coordinate state with the calling thread's state), then releases
+/// what the registry dropped, or `new` itself when the update failed.
+///
+/// # Safety
+/// GIL held; each handle of `new` owns one reference.
+unsafe fn update_registry<E>(
+    rt: &Runtime,
+    new: Vec<Callback>,
+    update: impl FnOnce(&mut Coords, u64) -> Result<Vec<Callback>, E>,
+    raise_error: unsafe fn(E) -> Raised,
+) -> Result<(), Raised> {
+    let caller = api::current_tstate();
+    let updated = rt.with_coords(|c| update(c, caller));
+    // SAFETY: GIL held by the caller; the released handles are the
+    // registry's references, `new` the caller's.
+    unsafe {
+        match updated {
+            Some(Ok(released)) => {
                 release_all(released);
-                Ok(none())
+                Ok(())
             }
-            Err(e) => {
-                release_all(std::iter::once(hit).chain(miss).collect());
-                Err(raise_arm(e))
+            Some(Err(e)) => {
+                release_all(new);
+                Err(raise_error(e))
+            }
+            None => {
+                release_all(new);
+                Err(raise_arm(ArmError::Inactive))
             }
         }
     }
@@ -559,21 +581,13 @@ unsafe fn arm_completion(
     // SAFETY: GIL held by the caller.
     unsafe {
         let done = stored(done, wrap)?;
-        let caller = api::current_tstate();
-        match rt.with_coords(|c| c.arm_completion(caller, space, done)) {
-            Some(Ok(released)) => {
-                release_all(released);
-                Ok(none())
-            }
-            Some(Err(e)) => {
-                release_all(vec![done]);
-                Err(raise_api(e))
-            }
-            None => {
-                release_all(vec![done]);
-                Err(raise_arm(ArmError::Inactive))
-            }
-        }
+        update_registry(
+            rt,
+            vec![done],
+            |c, caller| c.arm_completion(caller, space, done),
+            raise_api,
+        )?;
+        Ok(none())
     }
 }
 
@@ -606,21 +620,12 @@ unsafe fn set_switch(
     // SAFETY: GIL held by the caller.
     unsafe {
         let stored = callback.map(|cb| stored(cb, wrap)).transpose()?;
-        let caller = api::current_tstate();
-        match rt.with_coords(|c| c.set_thread_switch_callback(caller, space, stored)) {
-            Some(Ok(released)) => {
-                release_all(released);
-                Ok(())
-            }
-            Some(Err(e)) => {
-                release_all(stored.into_iter().collect());
-                Err(raise_api(e))
-            }
-            None => {
-                release_all(stored.into_iter().collect());
-                Err(raise_arm(ArmError::Inactive))
-            }
-        }
+        update_registry(
+            rt,
+            stored.into_iter().collect(),
+            |c, caller| c.set_thread_switch_callback(caller, space, stored),
+            raise_api,
+        )
     }
 }
 

@@ -185,11 +185,9 @@ pub(crate) fn install() -> bool {
         thread_id: u64::from(o.tstate_thread_id),
     });
     let _ = NEW_INT_RESULT.set(info.py_version_hex >= 0x030D_0000);
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
-    let table = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyImport_Inittab".as_ptr()) };
-    if table.is_null() {
+    let Some(table) = crate::api::first_exported(&[c"PyImport_Inittab"]) else {
         return false;
-    }
+    };
     let mut wrapped = false;
     // SAFETY: `PyImport_Inittab` is libpython's `struct _inittab *`, pointing
     // at a writable table (the static one, or the heap copy
